@@ -1,0 +1,1 @@
+"""simcheck.probes: read internal states of a model at chosen query positions."""

@@ -1,0 +1,47 @@
+"""simcheck: mechanistic interpretability of length generalization in transformers.
+
+The public API:
+
+- tasks: `get_task`, `Task` (subclass it), `register_task` (from `simcheck.tasks`);
+- models: `build_model`, `ModelSpec`;
+- training: `train`, `TrainConfig`, `load_run`, `Run`;
+- evaluation: `evaluate`, `EvalResult`;
+- errors: `SimcheckError` and its subclasses.
+"""
+
+from simcheck.errors import (
+    LengthError,
+    RunDirError,
+    SimcheckError,
+    TaskSpecError,
+    TrainingDiverged,
+)
+from simcheck.evaluation import EvalResult, evaluate, parse_lengths
+from simcheck.models import POSITIONAL_ENCODINGS, ModelSpec, build_model
+from simcheck.runs import Run, load_run
+from simcheck.tasks import Task, get_task, register_task
+from simcheck.training import TrainConfig, TrainingInterrupted, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "POSITIONAL_ENCODINGS",
+    "EvalResult",
+    "LengthError",
+    "ModelSpec",
+    "Run",
+    "RunDirError",
+    "SimcheckError",
+    "Task",
+    "TaskSpecError",
+    "TrainConfig",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "build_model",
+    "evaluate",
+    "get_task",
+    "load_run",
+    "parse_lengths",
+    "register_task",
+    "train",
+]

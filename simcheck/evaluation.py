@@ -1,0 +1,224 @@
+"""Evaluation across test lengths: loss and error per length, the plateau, table, files, figure.
+
+`evaluate(run, lengths=[8, 16, ..., 2048])` samples fresh inputs from the run's task at each
+length (seeded per length, so adding a length never changes the others), compares the model's
+output at the last position with the task's oracle, and reports per length the mean loss with
+its spread over samples, the task's error metric, and the task's trivial baseline where it has
+one. The **plateau** is the mean loss over the (up to) three longest tested lengths beyond the
+training length N: the level the paper's long-length curves flatten to.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from simcheck.errors import SimcheckError
+from simcheck.models import check_input_length, last_outputs
+from simcheck.plotting import plot_length_curves
+from simcheck.runs import Run, library_versions, load_run, weights_hash, write_json, write_text
+
+EVAL_JSON, EVAL_CSV, EVAL_PNG = "eval.json", "eval.csv", "eval.png"
+PLATEAU_POINTS = 3
+
+
+def parse_lengths(text: str) -> list[int]:
+    """Parse ``"8,16,32"`` or a progression with an ellipsis: ``"8,16,...,2048"`` doubles
+    (a geometric step taken from the first two terms), ``"10,20,...,100"`` adds 10 when the
+    first two terms do not divide evenly."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        if "..." not in parts:
+            values = [int(p) for p in parts]
+        else:
+            if parts.count("...") != 1 or parts.index("...") != 2 or len(parts) != 4:
+                raise ValueError
+            a, b, end = int(parts[0]), int(parts[1]), int(parts[3])
+            if b <= a or end < b:
+                raise ValueError
+            values = [a]
+            ratio = b // a if b % a == 0 and b // a > 1 else None
+            while True:
+                nxt = values[-1] * ratio if ratio else values[-1] + (b - a)
+                if nxt > end:
+                    break
+                values.append(nxt)
+    except ValueError:
+        raise SimcheckError(
+            f"cannot read lengths {text!r}: give integers like '8,16,32' or a progression "
+            "like '8,16,...,2048'"
+        ) from None
+    if not values or min(values) < 1:
+        raise SimcheckError(f"lengths must be positive integers, got {text!r}")
+    return sorted(set(values))
+
+
+@dataclass
+class EvalResult:
+    """Loss and error of one run at each test length.
+
+    Attributes:
+        rows: one dict per length (see `table` for the columns).
+        train_len: the run's training length N.
+        plateau: mean loss over the longest tested lengths beyond N (None if none is beyond).
+        plateau_lengths: the lengths averaged into ``plateau``.
+        meta: task, model hash, samples, seed and library versions.
+    """
+
+    rows: list[dict[str, Any]]
+    train_len: int
+    plateau: float | None
+    plateau_lengths: list[int]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> pd.DataFrame:
+        """The per-length results as a DataFrame indexed by length."""
+        return pd.DataFrame(self.rows).set_index("length")
+
+    def format_table(self) -> str:
+        """A fixed-width text table for the terminal."""
+        metric = self.meta.get("metric", "metric")
+        has_base = any(r.get("baseline_loss") is not None for r in self.rows)
+        head = f"{'length':>7} {'loss mean':>10} {'± sem':>9} {'median':>10} {'p95':>10}"
+        head += f" {metric + ' mean':>13}"
+        head += f" {'baseline':>10}" if has_base else ""
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            mark = "*" if r["length"] > self.train_len else " "
+            line = (
+                f"{r['length']:>6}{mark} {r['loss_mean']:>10.3e} {r['loss_sem']:>9.1e} "
+                f"{r['loss_median']:>10.3e} {r['loss_p95']:>10.3e} {r['metric_mean']:>13.3e}"
+            )
+            if has_base:
+                line += f" {r['baseline_loss']:>10.3e}"
+            lines.append(line)
+        lines.append(f"* beyond the training length N={self.train_len}")
+        if self.plateau is not None:
+            lines.append(f"plateau (mean loss at {self.plateau_lengths}): {self.plateau:.3e}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format_table()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "train_len": self.train_len,
+            "plateau": self.plateau,
+            "plateau_lengths": self.plateau_lengths,
+            "meta": self.meta,
+        }
+
+    def curve(self, label: str) -> dict[str, Any]:
+        """This result as a curve for `simcheck.plotting.plot_length_curves`."""
+        mean = np.array([r["loss_mean"] for r in self.rows])
+        sem = np.array([r["loss_sem"] for r in self.rows])
+        floor = np.maximum(mean / 10, 1e-12)
+        base = [r.get("baseline_loss") for r in self.rows]
+        return {
+            "label": label,
+            "lengths": [r["length"] for r in self.rows],
+            "mean": mean,
+            "low": np.maximum(mean - 2 * sem, floor),
+            "high": mean + 2 * sem,
+            "train_len": self.train_len,
+            "baseline": None if any(b is None for b in base) else base,
+        }
+
+
+def _row(length: int, loss: torch.Tensor, metric: torch.Tensor, base: torch.Tensor | None):
+    n = loss.numel()
+    std = float(loss.std()) if n > 1 else 0.0
+    return {
+        "length": length,
+        "samples": n,
+        "loss_mean": float(loss.mean()),
+        "loss_std": std,
+        "loss_sem": std / math.sqrt(n),
+        "loss_median": float(loss.median()),
+        "loss_p95": float(torch.quantile(loss.double(), 0.95)),
+        "metric_mean": float(metric.mean()),
+        "metric_std": float(metric.std()) if n > 1 else 0.0,
+        "baseline_loss": None if base is None else float(base.mean()),
+    }
+
+
+def _plateau(rows: Sequence[dict[str, Any]], train_len: int) -> tuple[float | None, list[int]]:
+    beyond = [r for r in rows if r["length"] > train_len][-PLATEAU_POINTS:]
+    if not beyond:
+        return None, []
+    return float(np.mean([r["loss_mean"] for r in beyond])), [r["length"] for r in beyond]
+
+
+def evaluate(
+    run: Run | str | Path,
+    lengths: Iterable[int] | str = (8, 16, 32, 64, 128, 256, 512, 1024),
+    samples: int = 512,
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: bool = True,
+    save: bool = True,
+) -> EvalResult:
+    """Evaluate a run (or run directory) at each test length.
+
+    Writes ``eval.json``, ``eval.csv`` and ``eval.png`` into the run directory when ``save``.
+    Lengths beyond what the model can take are refused before any work is done.
+    """
+    run = run if isinstance(run, Run) else load_run(run)
+    lengths = parse_lengths(lengths) if isinstance(lengths, str) else sorted(set(lengths))
+    if not lengths or min(lengths) < 1:
+        raise SimcheckError(f"lengths must be positive integers, got {lengths}")
+    if samples < 1:
+        raise SimcheckError(f"samples must be >= 1, got {samples}")
+    check_input_length(run.model, max(lengths))
+    task, model = run.task, run.model
+    rows = []
+    for length in tqdm(lengths, desc="eval", unit="length", disable=not progress):
+        rng = np.random.default_rng([seed, length])
+        batch = task.batch(samples, length, rng)
+        output = last_outputs(model, batch.tokens, batch_size)
+        loss = task.loss(output, batch.targets)
+        metric = task.metric(output, batch.targets)
+        base_out = task.baseline(batch.tokens)
+        base = None if base_out is None else task.loss(base_out, batch.targets)
+        rows.append(_row(length, loss, metric, base))
+    plateau, plateau_lengths = _plateau(rows, run.train_len)
+    result = EvalResult(
+        rows=rows,
+        train_len=run.train_len,
+        plateau=plateau,
+        plateau_lengths=plateau_lengths,
+        meta={
+            "run": str(run.path),
+            "task": task.spec(),
+            "pos": run.model.simcheck_spec.pos,
+            "metric": task.metric_name,
+            "samples": samples,
+            "seed": seed,
+            "weights_sha256": weights_hash(model),
+            "versions": library_versions(),
+        },
+    )
+    if save:
+        save_eval(result, run.path)
+    return result
+
+
+def save_eval(result: EvalResult, run_dir: Path) -> None:
+    """Write ``eval.json``, ``eval.csv`` and ``eval.png`` into ``run_dir``."""
+    write_json(run_dir / EVAL_JSON, result.to_dict())
+    write_text(run_dir / EVAL_CSV, result.table().to_csv())
+    plot_length_curves(
+        [result.curve(f"{result.meta['task']} ({result.meta['pos']})")],
+        run_dir / EVAL_PNG,
+        ylabel=f"test loss (mean ± 2 sem, {result.meta['samples']} samples)",
+        title=str(run_dir),
+    )

@@ -1,0 +1,81 @@
+"""Figures: the training loss curve and loss against test length.
+
+Uses matplotlib's object API (`matplotlib.figure.Figure`), never pyplot, so saving a figure
+neither needs a display nor changes the backend of a notebook that imports simcheck.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from simcheck.runs import METRICS_FILE, atomic_write
+
+LOSS_CURVE_FILE = "loss.png"
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Save ``fig`` as a PNG atomically."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+
+
+def plot_loss_curve(run_dir: Path) -> Path | None:
+    """Plot ``metrics.jsonl`` of a run into ``loss.png``; returns the path (None if no log)."""
+    metrics = run_dir / METRICS_FILE
+    if not metrics.is_file():
+        return None
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    if not rows:
+        return None
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(run_dir.name, fontsize=9)
+    ax.grid(alpha=0.3)
+    path = run_dir / LOSS_CURVE_FILE
+    save_figure(fig, path)
+    return path
+
+
+def plot_length_curves(
+    curves: Sequence[dict[str, Any]], path: Path, ylabel: str = "test loss", title: str = ""
+) -> Path:
+    """Loss against test length, one line per curve, the training length marked.
+
+    Each curve is a dict with ``label``, ``lengths``, ``mean``, ``low``, ``high`` (the shaded
+    band) and ``train_len``; an optional ``baseline`` list is drawn dashed.
+    """
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.add_subplot()
+    for index, curve in enumerate(curves):
+        color = f"C{index}"
+        ax.plot(curve["lengths"], curve["mean"], "o-", color=color, label=curve["label"], ms=3)
+        ax.fill_between(curve["lengths"], curve["low"], curve["high"], color=color, alpha=0.15)
+        if curve.get("baseline") is not None:
+            ax.plot(
+                curve["lengths"],
+                curve["baseline"],
+                "--",
+                color=color,
+                lw=1,
+                alpha=0.7,
+                label=f"{curve['label']}: baseline",
+            )
+        ax.axvline(curve["train_len"], color=color, ls=":", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("test length (dotted: training length N)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+    return path

@@ -1,0 +1,220 @@
+"""Run directories: what a training run leaves on disk, written atomically, and read back.
+
+A run directory holds
+
+- ``spec.json``: task, model and training configuration, seeds and library versions;
+- ``model.safetensors``: the weights of the last checkpoint (the final weights once done);
+- ``train_state.pt``: optimizer, scheduler and data-generator state for ``--resume``;
+- ``status.json``: ``running``, ``interrupted``, ``diverged`` or ``finished``, and the step;
+- ``metrics.jsonl``: one JSON line per logged step; ``loss.png``: the loss curve;
+- after evaluation, ``eval.json``, ``eval.csv`` and ``eval.png``.
+
+Every file is written to a temporary name and renamed into place, so a crash or Ctrl-C
+never leaves a half-written file, and the previous checkpoint survives until the new one
+is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformer_lens import HookedTransformer
+
+from simcheck.errors import RunDirError
+from simcheck.models import ModelSpec, model_from_spec
+from simcheck.tasks import Task, get_task, task_names
+
+SPEC_FILE = "spec.json"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "train_state.pt"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+FORMAT_VERSION = 1
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented, key-sorted JSON, atomically."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of simcheck and the libraries that determine its numbers."""
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("simcheck", "torch", "transformer-lens", "numpy", "safetensors"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def task_record(task: Task) -> dict[str, Any]:
+    """How a task is written into a spec: its name, parameters and defining class."""
+    cls = type(task)
+    return {
+        "name": task.name,
+        "spec": task.spec(),
+        "params": task.params(),
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+    }
+
+
+def weights_of(model: HookedTransformer) -> dict[str, torch.Tensor]:
+    """The model's parameters (not its derived buffers such as rotary tables), contiguous."""
+    return {name: p.detach().contiguous().clone() for name, p in model.named_parameters()}
+
+
+def weights_hash(model: HookedTransformer) -> str:
+    """SHA-256 over the parameter names, shapes and bytes: identifies the exact weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(weights_of(model).items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_weights(path: Path, model: HookedTransformer) -> None:
+    spec = json.dumps(model.simcheck_spec.to_dict(), sort_keys=True)
+    atomic_write(
+        path, lambda tmp: save_file(weights_of(model), str(tmp), metadata={"model_spec": spec})
+    )
+
+
+def load_weights(path: Path, model: HookedTransformer) -> None:
+    """Load ``path`` into ``model``; every parameter must be present with the right shape."""
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise RunDirError(
+            f"{path} is not a readable safetensors file ({err}); the run is corrupt: retrain, "
+            "or resume from a copy with a good checkpoint"
+        ) from None
+    expected = dict(model.named_parameters())
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [n for n in expected if n in weights and weights[n].shape != expected[n].shape]
+    if missing or unexpected or wrong:
+        raise RunDirError(
+            f"{path} does not match the model in spec.json (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, wrong shape {wrong[:3]}); the files come from different runs"
+        )
+    with torch.no_grad():
+        for name, param in expected.items():
+            param.copy_(weights[name])
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing; this is not a complete simcheck run directory")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunDirError(
+            f"{path} is not valid JSON ({err}); the run directory is corrupt"
+        ) from None
+
+
+@dataclass
+class Run:
+    """A trained (or partly trained) model with its task and the record of how it was made.
+
+    Attributes:
+        path: the run directory.
+        task: the task the model was trained on.
+        model: the `HookedTransformer`, in eval mode.
+        spec: the parsed ``spec.json`` (task, model, training config, versions).
+        status: the parsed ``status.json``.
+    """
+
+    path: Path
+    task: Task
+    model: HookedTransformer
+    spec: dict[str, Any]
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_len(self) -> int:
+        return int(self.spec["training"]["train_len"])
+
+    @property
+    def finished(self) -> bool:
+        return self.status.get("state") == "finished"
+
+    def __repr__(self) -> str:
+        state = self.status.get("state", "?")
+        step = self.status.get("step", "?")
+        return (
+            f"Run({str(self.path)!r}, task={self.task.spec()!r}, "
+            f"pos={self.model.simcheck_spec.pos!r}, train_len={self.train_len}, "
+            f"{state} at step {step})"
+        )
+
+
+def _resolve_task(record: dict[str, Any], path: Path) -> Task:
+    name = record.get("name")
+    if name not in task_names():
+        raise RunDirError(
+            f"run {path} was trained on task '{name}' ({record.get('class')}), which is not "
+            "registered in this session; pass load_run(path, task=YourTask(...)) or decorate "
+            "its class with @simcheck.tasks.register_task"
+        )
+    return get_task(record["spec"])
+
+
+def load_run(path: str | os.PathLike[str], task: Task | None = None) -> Run:
+    """Load a run directory: the task and a model identical to the one saved (same outputs to
+    the bit). ``task`` overrides the recorded one (needed for tasks defined in a notebook and
+    not registered)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(
+            f"no run directory at {path}; train one with `simcheck train --out {path} ...`"
+        )
+    spec = read_json(path / SPEC_FILE)
+    try:
+        model_spec = ModelSpec.from_dict(spec["model"])
+        task_rec = spec["task"]
+        spec["training"]["train_len"]
+    except (KeyError, TypeError) as err:
+        raise RunDirError(f"{path / SPEC_FILE} lacks {err}; the run directory is corrupt") from None
+    task = task if task is not None else _resolve_task(task_rec, path)
+    if not (path / WEIGHTS_FILE).is_file():
+        raise RunDirError(
+            f"{path} has no {WEIGHTS_FILE}: training never reached its first checkpoint; "
+            f"train again with `simcheck train --resume {path}`"
+        )
+    model = model_from_spec(model_spec)
+    load_weights(path / WEIGHTS_FILE, model)
+    status = read_json(path / STATUS_FILE) if (path / STATUS_FILE).is_file() else {}
+    return Run(path=path, task=task, model=model, spec=spec, status=status)

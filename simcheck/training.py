@@ -1,0 +1,416 @@
+"""Training: fresh data every step, lengths drawn per batch, checkpoints you can resume.
+
+`train(task, out, ...)` trains a `HookedTransformer` built by `simcheck.build_model` on
+batches that `task` generates on the fly. Each batch has one length, drawn uniformly from
+[min_len, train_len]; the loss is taken at the last position. AdamW with linear warmup
+and cosine decay, gradient clipping, and separate seeds for the model's initialisation and
+for the data.
+
+Checkpoints (weights, optimizer, scheduler and data-generator state) are written atomically
+every ``checkpoint_every`` steps and at the end. Ctrl-C finishes the current step, writes a
+checkpoint and stops; ``resume=True`` (CLI: ``--resume``) continues from it and gives the same
+weights as an uninterrupted run. A non-finite loss stops training with `TrainingDiverged`
+and leaves the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from simcheck.errors import RunDirError, SimcheckError, TrainingDiverged
+from simcheck.models import ModelSpec, check_input_length, model_from_spec
+from simcheck.plotting import plot_loss_curve
+from simcheck.runs import (
+    METRICS_FILE,
+    SPEC_FILE,
+    STATE_FILE,
+    STATUS_FILE,
+    WEIGHTS_FILE,
+    Run,
+    atomic_write,
+    library_versions,
+    load_run,
+    read_json,
+    save_weights,
+    task_record,
+    write_json,
+    write_text,
+)
+from simcheck.tasks import Task, get_task
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Every field is recorded in the run's ``spec.json``.
+
+    Attributes:
+        train_len: N, the longest training length.
+        min_len: the shortest training length (default: the task's ``min_length``).
+        steps: optimizer steps.
+        batch_size: sequences per step (all of one length).
+        lr: peak learning rate; warmup over ``warmup`` of the steps, cosine decay to
+            ``lr * min_lr_ratio``.
+        weight_decay: AdamW's decoupled weight decay.
+        grad_clip: maximum global gradient norm (0 disables clipping).
+        data_seed: seed of the data stream (lengths, inputs, position offsets).
+        pos_offsets: for ``learned`` positions, shift each batch by a random offset in
+            [0, n_ctx - length] so every row of the table is trained.
+        log_every: steps between lines of ``metrics.jsonl``.
+        checkpoint_every: steps between checkpoints.
+    """
+
+    train_len: int = 32
+    min_len: int | None = None
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup: float = 0.05
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    data_seed: int = 0
+    pos_offsets: bool = False
+    log_every: int = 50
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        if self.train_len < 1:
+            raise SimcheckError(f"train_len must be >= 1, got {self.train_len}")
+        if self.min_len is not None and not 1 <= self.min_len <= self.train_len:
+            raise SimcheckError(
+                f"min_len must be between 1 and train_len={self.train_len}, got {self.min_len}"
+            )
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise SimcheckError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise SimcheckError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup < 1:
+            raise SimcheckError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrainingInterrupted(SimcheckError):
+    """Training stopped on Ctrl-C after writing a checkpoint; resume continues it."""
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Multiplier of the peak learning rate at ``step``: linear warmup, then cosine decay."""
+    warmup_steps = max(1, round(config.warmup * config.steps))
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, config.steps - warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine
+
+
+@contextlib.contextmanager
+def _deferred_sigint() -> Iterator[list[bool]]:
+    """Turn the first Ctrl-C into a flag the loop checks between steps; a second Ctrl-C
+    interrupts at once. Outside the main thread signals cannot be caught: no-op there."""
+    flag = [False]
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms() -> Iterator[None]:
+    """Use torch's deterministic kernels while training, restoring the caller's setting after.
+
+    On the CPU the backward passes of embedding lookups and indexing accumulate in parallel
+    in a varying order; without this, the same seed gives slightly different weights."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _shifted_positions(model: HookedTransformer, offset: int, length: int):
+    """A hook that replaces the position embeddings with rows offset..offset+length-1."""
+    rows = model.pos_embed.W_pos[offset : offset + length]
+
+    def hook(value: torch.Tensor, hook: Any) -> torch.Tensor:
+        return rows.unsqueeze(0).expand_as(value)
+
+    return hook
+
+
+class _Trainer:
+    """One training run's mutable state: model, optimizer, data stream and files."""
+
+    def __init__(self, run_dir: Path, task: Task, spec: ModelSpec, config: TrainConfig) -> None:
+        self.dir = run_dir
+        self.task = task
+        self.config = config
+        self.model = model_from_spec(spec)
+        self.min_len = config.min_len or min(task.min_length, config.train_len)
+        check_input_length(self.model, config.train_len)
+        if config.pos_offsets and spec.pos != "learned":
+            raise SimcheckError("pos_offsets applies to learned positions only; drop it")
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            trainable, lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, config)
+        )
+        self.rng = np.random.default_rng(config.data_seed)
+        self.step = 0
+
+    # ------------------------------------------------------------------ state
+    def save_checkpoint(self, state: str) -> None:
+        save_weights(self.dir / WEIGHTS_FILE, self.model)
+        payload = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": json.dumps(self.rng.bit_generator.state),
+        }
+        atomic_write(self.dir / STATE_FILE, lambda tmp: torch.save(payload, tmp))
+        self.write_status(state)
+
+    def write_status(self, state: str, message: str = "") -> None:
+        status = {"state": state, "step": self.step, "steps": self.config.steps}
+        if message:
+            status["message"] = message
+        write_json(self.dir / STATUS_FILE, status)
+
+    def restore(self) -> None:
+        try:
+            payload = torch.load(self.dir / STATE_FILE, weights_only=True)
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+            self.rng.bit_generator.state = json.loads(payload["rng"])
+            self.step = int(payload["step"])
+        except (OSError, RuntimeError, KeyError, ValueError) as err:
+            raise RunDirError(
+                f"cannot resume from {self.dir / STATE_FILE} ({type(err).__name__}: {err}); "
+                "the checkpoint is corrupt: start again without --resume"
+            ) from None
+        self.clear_metrics()
+
+    def clear_metrics(self) -> None:
+        """Drop metric lines logged after the current step, which the resumed run redoes."""
+        path = self.dir / METRICS_FILE
+        if not path.is_file():
+            return
+        keep = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= self.step
+        ]
+        write_text(path, "".join(line + "\n" for line in keep))
+
+    # ------------------------------------------------------------------ loop
+    def train_step(self) -> tuple[float, float, int]:
+        config = self.config
+        length = int(self.rng.integers(self.min_len, config.train_len + 1))
+        batch = self.task.batch(config.batch_size, length, self.rng)
+        hooks = []
+        if config.pos_offsets:
+            offset = int(self.rng.integers(0, self.model.cfg.n_ctx - length + 1))
+            hooks = [("hook_pos_embed", _shifted_positions(self.model, offset, length))]
+        self.model.train()
+        output = self.model.run_with_hooks(batch.tokens, fwd_hooks=hooks)[:, -1, :]
+        loss = self.task.loss(output, batch.targets).mean()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at step {self.step + 1}; the checkpoint at step "
+                f"{self._checkpoint_step()} is kept. Lower --lr (now {config.lr}) or --grad-clip "
+                "and start again"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if config.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return loss.item(), float(norm), length
+
+    def _checkpoint_step(self) -> int:
+        status = self.dir / STATUS_FILE
+        return int(read_json(status).get("step", 0)) if status.is_file() else 0
+
+    def run(self, progress: bool) -> None:
+        config = self.config
+        bar = tqdm(
+            total=config.steps,
+            initial=self.step,
+            disable=not progress,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        window: list[float] = []
+        started = time.perf_counter()
+        with _deferred_sigint() as interrupted, _deterministic_algorithms(), bar:
+            while self.step < config.steps:
+                try:
+                    loss, norm, length = self.train_step()
+                except TrainingDiverged as err:
+                    self.write_status("diverged", str(err))
+                    raise
+                window.append(loss)
+                if self.step % config.log_every == 0 or self.step == config.steps:
+                    self._log(window, norm, length, time.perf_counter() - started)
+                    bar.set_postfix(loss=f"{np.mean(window):.3g}")
+                    window = []
+                bar.update(1)
+                if self.step % config.checkpoint_every == 0 and self.step < config.steps:
+                    self.save_checkpoint("running")
+                if interrupted[0]:
+                    self.save_checkpoint("interrupted")
+                    plot_loss_curve(self.dir)
+                    raise TrainingInterrupted(
+                        f"interrupted: checkpoint written at step {self.step}/{config.steps}; "
+                        f"continue with `simcheck train --resume {self.dir}`"
+                    )
+        self.model.eval()
+        self.save_checkpoint("finished")
+        plot_loss_curve(self.dir)
+
+    def _log(self, window: list[float], norm: float, length: int, elapsed: float) -> None:
+        record = {
+            "step": self.step,
+            "loss": float(np.mean(window)),
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": norm,
+            "length": length,
+            "seconds": round(elapsed, 3),
+        }
+        with open(self.dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def _split_overrides(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    model_fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(kwargs) - model_fields - train_fields
+    if unknown:
+        raise SimcheckError(
+            f"train() got unknown options {sorted(unknown)}; model options are "
+            f"{sorted(model_fields)}, training options are {sorted(train_fields)}"
+        )
+    model_kw = {k: v for k, v in kwargs.items() if k in model_fields}
+    train_kw = {k: v for k, v in kwargs.items() if k in train_fields}
+    return model_kw, train_kw
+
+
+def default_run_dir(task: Task, spec: ModelSpec, config: TrainConfig) -> Path:
+    """``runs/<task>-<pos>-N<train_len>-s<seed>``."""
+    return Path("runs") / f"{task.name}-{spec.pos}-N{config.train_len}-s{spec.seed}"
+
+
+def train(
+    task: Task | str,
+    out: str | Path | None = None,
+    *,
+    model: ModelSpec | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> Run:
+    """Train a model on ``task`` into the run directory ``out`` and return the `Run`.
+
+    Model and training options can be given as a `ModelSpec` / `TrainConfig` or as keywords
+    (``pos="periodic", train_len=32, steps=2000, seed=1``): fields of either class are routed
+    to it. With ``resume=True`` and an existing ``out``, training continues from its last
+    checkpoint and the recorded configuration is used.
+    """
+    task = get_task(task)
+    model_kw, train_kw = _split_overrides(options)
+    spec = model or ModelSpec.for_task(task, **model_kw)
+    config = config or TrainConfig(**train_kw)
+    run_dir = Path(out) if out is not None else default_run_dir(task, spec, config)
+    if resume:
+        return resume_training(run_dir, task=task, progress=progress)
+    if (run_dir / SPEC_FILE).exists() and not overwrite:
+        raise SimcheckError(
+            f"{run_dir} already holds a run; continue it with `--resume {run_dir}`, choose "
+            "another --out, or pass --overwrite to replace it"
+        )
+    if spec.d_vocab != task.vocab_size or spec.d_vocab_out != task.output_size:
+        raise SimcheckError(
+            f"model vocabulary {spec.d_vocab}->{spec.d_vocab_out} does not fit task "
+            f"'{task.spec()}' ({task.vocab_size}->{task.output_size}); build it with "
+            "ModelSpec.for_task(task, ...)"
+        )
+    trainer = _Trainer(run_dir, task, spec, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (METRICS_FILE, STATE_FILE, WEIGHTS_FILE, STATUS_FILE):
+        (run_dir / stale).unlink(missing_ok=True)
+    write_json(
+        run_dir / SPEC_FILE,
+        {
+            "format_version": 1,
+            "task": task_record(task),
+            "model": spec.to_dict(),
+            "training": config.to_dict(),
+            "versions": library_versions(),
+        },
+    )
+    trainer.write_status("running")
+    trainer.run(progress)
+    return load_run(run_dir, task=task)
+
+
+def resume_training(run_dir: str | Path, task: Task | None = None, progress: bool = True) -> Run:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its recorded config."""
+    run_dir = Path(run_dir)
+    record = load_run(run_dir, task=task) if (run_dir / WEIGHTS_FILE).exists() else None
+    if record is None:
+        spec_json = read_json(run_dir / SPEC_FILE)
+        task = task or get_task(spec_json["task"]["spec"])
+    else:
+        spec_json, task = record.spec, record.task
+        if record.finished:
+            return record
+    spec = ModelSpec.from_dict(spec_json["model"])
+    config = TrainConfig(**spec_json["training"])
+    trainer = _Trainer(run_dir, task, spec, config)
+    if (run_dir / STATE_FILE).exists():
+        trainer.restore()
+    else:
+        trainer.clear_metrics()
+    trainer.write_status("running")
+    trainer.run(progress)
+    return load_run(run_dir, task=task)

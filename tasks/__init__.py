@@ -1,0 +1,28 @@
+"""simcheck.tasks: sequence tasks with exact oracles at any length.
+
+`get_task("modp:p=3,k=0")` builds a registered task from a spec string; subclass `Task`
+(and decorate with `register_task` to reach it from the CLI) to add your own.
+"""
+
+from .base import Batch, OutputKind, Task, TokenError, bernoulli_tokens, beta_frequencies
+from .binary import EMPTY_CLASS_TARGET, ModPTask, SimpleTask
+from .kgram import InContextKGram
+from .registry import get_task, register_task, task_class, task_names, task_parameters
+
+__all__ = [
+    "EMPTY_CLASS_TARGET",
+    "Batch",
+    "InContextKGram",
+    "ModPTask",
+    "OutputKind",
+    "SimpleTask",
+    "Task",
+    "TokenError",
+    "bernoulli_tokens",
+    "beta_frequencies",
+    "get_task",
+    "register_task",
+    "task_class",
+    "task_names",
+    "task_parameters",
+]

@@ -1,0 +1,208 @@
+"""The `Task` base class: a data generator with an exact oracle at any length.
+
+A task is what the simulation criterion calls f. It must answer for *every* token
+sequence, not only the ones it samples, because the analyzer evaluates it on witness
+strings it builds itself. Subclass `Task`, set `name` and `vocab_size`, and implement
+`sample` and `oracle`; everything else has a default.
+
+Conventions used by every task in simcheck:
+
+- Positions are **0-based**: the first token of a sequence is at position 0.
+- The target belongs to the **last position** of the sequence.
+- `oracle` is vectorised over a batch of equal-length sequences, shape [batch, length].
+- Randomness comes from a `numpy.random.Generator` passed in, so the same seed always
+  gives the same data (numpy has Beta and Dirichlet samplers that take a generator;
+  torch's distributions do not).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from simcheck.errors import SimcheckError
+
+OutputKind = Literal["scalar", "distribution"]
+
+
+class TokenError(SimcheckError):
+    """Token ids that the task's vocabulary does not contain, or a malformed token array."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Token ids [batch, length] and the exact targets for their last position."""
+
+    tokens: torch.Tensor
+    targets: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return int(self.tokens.shape[1])
+
+
+class Task:
+    """Base class for a sequence task with an exact oracle.
+
+    Class attributes a subclass sets:
+        name: the registry name (``"modp"``), also used in run directories.
+        vocab_size: number of token ids, 0..vocab_size-1 (a property is fine too).
+        output: ``"scalar"`` (regression of one number at the last position) or
+            ``"distribution"`` (a probability vector over ``output_size`` outcomes).
+        period: Delta, the period of the positional structure the task needs, or None.
+        locality: tau, the width of the local window the task reads, or None.
+        min_length: the shortest length `sample` is asked for during training.
+        default_layers: layers `simcheck.build_model` uses for this task by default.
+        default_pos: positional encoding `simcheck.build_model` uses by default.
+
+    Subclasses written as frozen dataclasses get their parameters (`params`) and their
+    registry spec string (`spec`) for free.
+    """
+
+    name: ClassVar[str] = "task"
+    vocab_size: int = 2
+    output: ClassVar[OutputKind] = "scalar"
+    period: int | None = None
+    locality: int | None = None
+    min_length: int = 1
+    default_layers: int = 1
+    default_pos: str = "learned"
+
+    # ----------------------------------------------------------------- to implement
+    def sample(self, batch: int, length: int, generator: np.random.Generator) -> Any:
+        """Token ids of shape [batch, length] (numpy or torch, integer) drawn from the task's
+        input distribution."""
+        raise NotImplementedError(f"{type(self).__name__} must implement sample()")
+
+    def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The exact target for the last position of each row of ``tokens`` [batch, length]:
+        shape [batch] for scalar tasks, [batch, output_size] (rows summing to 1) for
+        distribution tasks. Must accept any valid token sequence of any length >= 1."""
+        raise NotImplementedError(f"{type(self).__name__} must implement oracle()")
+
+    # ----------------------------------------------------------------- defaults
+    @property
+    def output_size(self) -> int:
+        """Width of the model's output: 1 for scalar tasks, else the vocabulary size."""
+        return 1 if self.output == "scalar" else self.vocab_size
+
+    @property
+    def metric_name(self) -> str:
+        """Name of `metric`: absolute error for scalars, total variation for distributions."""
+        return "abs_err" if self.output == "scalar" else "tv"
+
+    def params(self) -> dict[str, Any]:
+        """The task's constructor parameters (the dataclass fields), for specs and records."""
+        if dataclasses.is_dataclass(self):
+            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {}
+
+    def spec(self) -> str:
+        """The registry string that rebuilds this task, e.g. ``"modp:p=3,k=0,alpha=1.0"``."""
+        params = ",".join(f"{k}={v}" for k, v in self.params().items())
+        return f"{self.name}:{params}" if params else self.name
+
+    def __str__(self) -> str:
+        return self.spec()
+
+    def batch(self, batch: int, length: int, generator: np.random.Generator) -> Batch:
+        """Sample a batch and label it with the oracle."""
+        tokens = self.check_tokens(self.sample(batch, length, generator))
+        if tokens.shape != (batch, length):
+            raise TokenError(
+                f"{type(self).__name__}.sample returned shape {tuple(tokens.shape)}, expected "
+                f"({batch}, {length}); fix sample() to return [batch, length] token ids"
+            )
+        return Batch(tokens, self.oracle(tokens))
+
+    def target(self, tokens: Any) -> torch.Tensor:
+        """`oracle` on validated input: accepts a list, a 1-D sequence or a [batch, length]
+        array and rejects tokens outside the vocabulary with a clear message."""
+        tokens = self.check_tokens(tokens)
+        return self.oracle(tokens)
+
+    def check_tokens(self, tokens: Any) -> torch.Tensor:
+        """Convert ``tokens`` to a LongTensor [batch, length] and check every id is in range."""
+        try:
+            tensor = torch.as_tensor(np.asarray(tokens) if isinstance(tokens, list) else tokens)
+        except (TypeError, ValueError) as err:
+            raise TokenError(
+                f"tokens for task '{self.name}' must be an integer array, got {type(tokens)}: {err}"
+            ) from None
+        if tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
+            raise TokenError(
+                f"tokens for task '{self.name}' must be integers, got dtype {tensor.dtype}; "
+                "cast with .long()"
+            )
+        if tensor.dim() == 1:
+            tensor = tensor.unsqueeze(0)
+        if tensor.dim() != 2 or tensor.shape[1] == 0:
+            raise TokenError(
+                f"tokens for task '{self.name}' must have shape [batch, length] with length >= 1, "
+                f"got {tuple(tensor.shape)}"
+            )
+        tensor = tensor.long()
+        bad = (tensor < 0) | (tensor >= self.vocab_size)
+        if bool(bad.any()):
+            row, col = (int(i) for i in bad.nonzero()[0])
+            raise TokenError(
+                f"token {int(tensor[row, col])} at position {col} (row {row}) is outside the "
+                f"vocabulary 0..{self.vocab_size - 1} of task '{self.spec()}'; use ids below "
+                f"{self.vocab_size}"
+            )
+        return tensor
+
+    # ----------------------------------------------------------------- model outputs
+    def prediction(self, output: torch.Tensor) -> torch.Tensor:
+        """Map the model's raw output at the last position ([batch, output_size]) into the
+        oracle's space: the scalar itself, or softmax probabilities."""
+        if self.output == "scalar":
+            return output[..., 0]
+        return torch.softmax(output.float(), dim=-1)
+
+    def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss of the raw output [batch, output_size] against the targets.
+
+        Scalar tasks: squared error. Distribution tasks: cross-entropy minus the target's
+        entropy, i.e. KL(target || model). It has the gradients of cross-entropy, and a
+        perfect model scores 0 at every length, so plateaus compare across lengths.
+        """
+        if self.output == "scalar":
+            return (output[..., 0].float() - targets.float()) ** 2
+        log_q = F.log_softmax(output.float(), dim=-1)
+        p = targets.float()
+        log_p = torch.where(p > 0, p.clamp_min(1e-30).log(), torch.zeros_like(p))
+        return (p * (log_p - log_q)).sum(-1)
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Per-sample distance between two outputs in oracle space: |a - b| for scalars,
+        total variation for distributions. This is the |f - g| of the simulation bound."""
+        if self.output == "scalar":
+            return (a.float() - b.float()).abs()
+        return 0.5 * (a.float() - b.float()).abs().sum(-1)
+
+    def metric(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-sample error of the model against the oracle (lower is better)."""
+        return self.distance(self.prediction(output), targets)
+
+    def baseline(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """Raw output of a trivial reference predictor (same space as the model's output), or
+        None. Evaluation reports its loss next to the model's."""
+        return None
+
+
+def beta_frequencies(
+    generator: np.random.Generator, alpha: float, shape: tuple[int, ...]
+) -> np.ndarray:
+    """Token-1 frequencies drawn from a symmetric Beta(alpha, alpha)."""
+    return generator.beta(alpha, alpha, size=shape)
+
+
+def bernoulli_tokens(generator: np.random.Generator, freq: np.ndarray) -> np.ndarray:
+    """0/1 tokens, each 1 with the probability given elementwise by ``freq``."""
+    return (generator.random(freq.shape) < freq).astype(np.int64)

@@ -1,0 +1,122 @@
+"""The paper's two binary regression tasks: SimpleTask and ModPTask.
+
+Both read counts of 0- and 1-tokens, and both draw token frequencies per sequence from a
+symmetric Beta(alpha, alpha) before drawing tokens independently. With a single fixed
+frequency the ratios they ask for concentrate as the length grows and the task becomes
+trivial at long lengths; a random frequency per sequence keeps long inputs informative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from simcheck.errors import TaskSpecError
+
+from .base import OutputKind, Task, bernoulli_tokens, beta_frequencies
+from .registry import register_task
+
+EMPTY_CLASS_TARGET = 0.5
+"""ModPTask's target when the residue class holds no position (length <= k): the midpoint,
+which is also the mean of the symmetric Beta prior over token frequencies."""
+
+
+def _check_alpha(task: str, alpha: float) -> None:
+    if not alpha > 0:
+        raise TaskSpecError(f"task '{task}': alpha must be > 0 (Beta concentration), got {alpha}")
+
+
+@register_task
+@dataclass(frozen=True)
+class SimpleTask(Task):
+    """SimpleTask(omega): sin(omega * (c0 - c1) / (c0 + c1)) at the last position.
+
+    c0 and c1 count the 0- and 1-tokens of the whole sequence. The frequency of 1s is drawn
+    per sequence from Beta(alpha, alpha). A 1-layer model without positional encoding can
+    compute it (uniform attention averages the token embeddings); the Lipschitz constant of
+    the target grows as omega, so larger omega is harder to simulate at a given length.
+    """
+
+    name: ClassVar[str] = "simple"
+    vocab_size: ClassVar[int] = 2
+    output: ClassVar[OutputKind] = "scalar"
+    default_layers: ClassVar[int] = 1
+    default_pos: ClassVar[str] = "none"
+
+    omega: float = 3.0
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_alpha(self.name, self.alpha)
+
+    def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
+        freq = beta_frequencies(generator, self.alpha, (batch, 1))
+        return bernoulli_tokens(generator, np.broadcast_to(freq, (batch, length)))
+
+    def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
+        ones = (tokens == 1).sum(-1).double()
+        zeros = (tokens == 0).sum(-1).double()
+        return torch.sin(self.omega * (zeros - ones) / (zeros + ones)).float()
+
+    def baseline(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Constant 0: the mean target, by the symmetry of the input distribution."""
+        return torch.zeros(tokens.shape[0], 1)
+
+
+@register_task
+@dataclass(frozen=True)
+class ModPTask(Task):
+    """ModPTask(p, k): the fraction of 1-tokens among positions t with t = k (mod p).
+
+    Positions are 0-based: for p=3, k=0 the class is positions 0, 3, 6, ... When the class
+    is empty (length <= k) the target is 0.5 (`EMPTY_CLASS_TARGET`). Each residue class
+    draws its own frequency of 1s from Beta(alpha, alpha), so the global fraction of 1s
+    does not answer the question and a model must use positions mod p. Period Delta = p.
+    """
+
+    name: ClassVar[str] = "modp"
+    vocab_size: ClassVar[int] = 2
+    output: ClassVar[OutputKind] = "scalar"
+    default_layers: ClassVar[int] = 1
+    default_pos: ClassVar[str] = "periodic"
+
+    p: int = 3
+    k: int = 0
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.p < 1:
+            raise TaskSpecError(f"task 'modp': p must be >= 1, got p={self.p}")
+        if not 0 <= self.k < self.p:
+            raise TaskSpecError(
+                f"task 'modp': k must satisfy 0 <= k < p, got k={self.k} with p={self.p}"
+            )
+        _check_alpha(self.name, self.alpha)
+
+    @property
+    def period(self) -> int:  # type: ignore[override]
+        return self.p
+
+    @property
+    def min_length(self) -> int:  # type: ignore[override]
+        return self.k + 1
+
+    def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
+        freq = beta_frequencies(generator, self.alpha, (batch, self.p))
+        residues = np.arange(length) % self.p
+        return bernoulli_tokens(generator, freq[:, residues])
+
+    def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
+        in_class = (torch.arange(tokens.shape[1]) % self.p) == self.k
+        ones = ((tokens == 1) & in_class).sum(-1).double()
+        size = int(in_class.sum())
+        if size == 0:
+            return torch.full((tokens.shape[0],), EMPTY_CLASS_TARGET)
+        return (ones / size).float()
+
+    def baseline(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The global fraction of 1s: the best a model blind to positions can do."""
+        return (tokens == 1).double().mean(-1, keepdim=True).float()
