@@ -13,6 +13,7 @@ About 4 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def main() -> None:
             f"{max(values):>10.3e}   {seeds}"
         )
     means = [np.mean(plateaus[n]) for n in TRAIN_LENS]
-    falling = all(a > b for a, b in zip(means, means[1:]))
+    falling = all(a > b for a, b in itertools.pairwise(means))
     print(f"plateau falls as N grows: {'yes' if falling else 'NO'}")
     figure = plot_length_curves(
         curves, args.out / "simple_plateaus.png", ylabel="test MSE", title=f"{TASK}, NoPE, 1 layer"
