@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import simcheck
-from simcheck.plotting import plot_length_curves
+from simcheck.plotting import length_curves_figure, save_figure
 
 TASK = "simple:omega=3"
 TRAIN_LENS = (4, 8, 32)
@@ -67,8 +67,9 @@ def main() -> None:
     means = [np.mean(plateaus[n]) for n in TRAIN_LENS]
     falling = all(a > b for a, b in itertools.pairwise(means))
     print(f"plateau falls as N grows: {'yes' if falling else 'NO'}")
-    figure = plot_length_curves(
-        curves, args.out / "simple_plateaus.png", ylabel="test MSE", title=f"{TASK}, NoPE, 1 layer"
+    figure = args.out / "simple_plateaus.png"
+    save_figure(
+        length_curves_figure(curves, ylabel="test MSE", title=f"{TASK}, NoPE, 1 layer"), figure
     )
     print(f"figure: {figure}")
 

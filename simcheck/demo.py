@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from simcheck.evaluation import EvalResult, evaluate
-from simcheck.plotting import plot_length_curves
+from simcheck.plotting import length_curves_figure, save_figure
 from simcheck.training import train
 
 DEMO_TASK = "modp:p=3,k=0"
@@ -39,11 +39,17 @@ def run_demo(out: Path, steps: int = 3000, progress: bool = True) -> dict[str, E
         )
         results[pos] = evaluate(run, DEMO_LENGTHS, samples=256, progress=progress)
         print(results[pos].format_table())
-    figure = plot_length_curves(
-        [result.curve(f"pos={pos}") for pos, result in results.items()],
-        out / DEMO_FIGURE,
-        ylabel="test MSE (mean ± 2 sem)",
-        title=f"{DEMO_TASK}, trained at N={DEMO_TRAIN_LEN}",
+    curves = [result.curve(f"pos={pos}") for pos, result in results.items()]
+    curves[0]["baseline_label"] = "position-blind baseline (global fraction of 1s)"
+    curves[1]["baseline"] = None  # the same inputs, so the same baseline
+    figure = out / DEMO_FIGURE
+    save_figure(
+        length_curves_figure(
+            curves,
+            ylabel="test MSE (mean ± 2 sem)",
+            title=f"{DEMO_TASK}, trained at N={DEMO_TRAIN_LEN}",
+        ),
+        figure,
     )
     longest = DEMO_LENGTHS[-1]
     print(f"\nMSE at length {longest} (32x the training length):")

@@ -19,14 +19,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from simcheck.errors import SimcheckError
 from simcheck.models import check_input_length, last_outputs
-from simcheck.plotting import plot_length_curves
-from simcheck.runs import Run, library_versions, load_run, weights_hash, write_json, write_text
+from simcheck.plotting import length_curves_figure, save_figure
+from simcheck.runs import (
+    EVAL_CSV,
+    EVAL_JSON,
+    EVAL_PNG,
+    Run,
+    library_versions,
+    load_run,
+    weights_hash,
+    write_json,
+    write_text,
+)
 
-EVAL_JSON, EVAL_CSV, EVAL_PNG = "eval.json", "eval.csv", "eval.png"
 PLATEAU_POINTS = 3
 
 
@@ -117,8 +127,22 @@ class EvalResult:
             "meta": self.meta,
         }
 
+    def _repr_html_(self) -> str:
+        caption = f"{self.meta.get('task', '')} pos={self.meta.get('pos', '')} N={self.train_len}"
+        plateau = "" if self.plateau is None else f"<p>plateau: {self.plateau:.3e}</p>"
+        return f"<p><b>{caption}</b></p>" + self.table().to_html(float_format="%.3e") + plateau
+
+    def plot(self, label: str | None = None) -> Figure:
+        """Loss against test length (mean ± 2 standard errors), N marked, baseline dashed."""
+        label = label or f"{self.meta.get('task', '')} ({self.meta.get('pos', '')})"
+        return length_curves_figure(
+            [self.curve(label)],
+            ylabel=f"test loss (mean ± 2 sem, {self.meta.get('samples', '?')} samples)",
+            title=str(self.meta.get("run", "")),
+        )
+
     def curve(self, label: str) -> dict[str, Any]:
-        """This result as a curve for `simcheck.plotting.plot_length_curves`."""
+        """This result as a curve for `simcheck.plotting.length_curves_figure`."""
         mean = np.array([r["loss_mean"] for r in self.rows])
         sem = np.array([r["loss_sem"] for r in self.rows])
         floor = np.maximum(mean / 10, 1e-12)
@@ -216,9 +240,4 @@ def save_eval(result: EvalResult, run_dir: Path) -> None:
     """Write ``eval.json``, ``eval.csv`` and ``eval.png`` into ``run_dir``."""
     write_json(run_dir / EVAL_JSON, result.to_dict())
     write_text(run_dir / EVAL_CSV, result.table().to_csv())
-    plot_length_curves(
-        [result.curve(f"{result.meta['task']} ({result.meta['pos']})")],
-        run_dir / EVAL_PNG,
-        ylabel=f"test loss (mean ± 2 sem, {result.meta['samples']} samples)",
-        title=str(run_dir),
-    )
+    save_figure(result.plot(), run_dir / EVAL_PNG)

@@ -214,17 +214,6 @@ def _install_local_bias(model: HookedTransformer, spec: ModelSpec) -> None:
     model.setup()  # re-index hook points: the attention modules are new objects
 
 
-def model_spec(model: HookedTransformer) -> ModelSpec:
-    """The `ModelSpec` of a model built by simcheck, or a clear error for any other model."""
-    spec = getattr(model, "simcheck_spec", None)
-    if spec is None:
-        raise SimcheckError(
-            "this model was not built by simcheck (it has no simcheck_spec); build it with "
-            "simcheck.build_model(task, ...) or load it with simcheck.load_run(path)"
-        )
-    return spec
-
-
 def check_input_length(model: HookedTransformer, length: int) -> None:
     """Raise `LengthError` if ``model`` cannot take inputs of ``length`` tokens."""
     limit = model.cfg.n_ctx

@@ -13,9 +13,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from simcheck.runs import METRICS_FILE, atomic_write
-
-LOSS_CURVE_FILE = "loss.png"
+from simcheck.runs import LOSS_CURVE_FILE, METRICS_FILE, atomic_write
 
 
 def save_figure(fig: Figure, path: Path) -> None:
@@ -44,13 +42,15 @@ def plot_loss_curve(run_dir: Path) -> Path | None:
     return path
 
 
-def plot_length_curves(
-    curves: Sequence[dict[str, Any]], path: Path, ylabel: str = "test loss", title: str = ""
-) -> Path:
-    """Loss against test length, one line per curve, the training length marked.
+def length_curves_figure(
+    curves: Sequence[dict[str, Any]], ylabel: str = "test loss", title: str = ""
+) -> Figure:
+    """Loss against test length, one line per curve, each training length marked (dotted).
 
     Each curve is a dict with ``label``, ``lengths``, ``mean``, ``low``, ``high`` (the shaded
-    band) and ``train_len``; an optional ``baseline`` list is drawn dashed.
+    band) and ``train_len``; an optional ``baseline`` list is drawn dashed
+    (labelled ``baseline_label`` if given). A notebook shows
+    the returned figure inline.
     """
     fig = Figure(figsize=(6.5, 4))
     ax = fig.add_subplot()
@@ -66,7 +66,7 @@ def plot_length_curves(
                 color=color,
                 lw=1,
                 alpha=0.7,
-                label=f"{curve['label']}: baseline",
+                label=curve.get("baseline_label", f"{curve['label']}: baseline"),
             )
         ax.axvline(curve["train_len"], color=color, ls=":", lw=1)
     ax.set_xscale("log", base=2)
@@ -77,5 +77,4 @@ def plot_length_curves(
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    save_figure(fig, path)
-    return path
+    return fig

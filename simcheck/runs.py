@@ -41,6 +41,20 @@ WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
+LOSS_CURVE_FILE = "loss.png"
+EVAL_JSON, EVAL_CSV, EVAL_PNG = "eval.json", "eval.csv", "eval.png"
+RUN_FILES = (
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    STATE_FILE,
+    STATUS_FILE,
+    METRICS_FILE,
+    LOSS_CURVE_FILE,
+    EVAL_JSON,
+    EVAL_CSV,
+    EVAL_PNG,
+)
+"""Every file simcheck writes into a run directory."""
 FORMAT_VERSION = 1
 
 

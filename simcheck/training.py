@@ -35,7 +35,9 @@ from simcheck.errors import RunDirError, SimcheckError, TrainingDiverged
 from simcheck.models import ModelSpec, check_input_length, model_from_spec
 from simcheck.plotting import plot_loss_curve
 from simcheck.runs import (
+    FORMAT_VERSION,
     METRICS_FILE,
+    RUN_FILES,
     SPEC_FILE,
     STATE_FILE,
     STATUS_FILE,
@@ -376,12 +378,12 @@ def train(
         )
     trainer = _Trainer(run_dir, task, spec, config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (METRICS_FILE, STATE_FILE, WEIGHTS_FILE, STATUS_FILE):
+    for stale in RUN_FILES:  # an overwritten run keeps nothing of the old one
         (run_dir / stale).unlink(missing_ok=True)
     write_json(
         run_dir / SPEC_FILE,
         {
-            "format_version": 1,
+            "format_version": FORMAT_VERSION,
             "task": task_record(task),
             "model": spec.to_dict(),
             "training": config.to_dict(),

@@ -41,10 +41,6 @@ class Batch:
     tokens: torch.Tensor
     targets: torch.Tensor
 
-    @property
-    def length(self) -> int:
-        return int(self.tokens.shape[1])
-
 
 class Task:
     """Base class for a sequence task with an exact oracle.
