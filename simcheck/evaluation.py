@@ -40,27 +40,34 @@ from simcheck.runs import (
 PLATEAU_POINTS = 3
 
 
+def _progression(first: int, second: int, end: int) -> list[int]:
+    """The terms of ``first, second, ..., end``: geometric when ``end`` is a term of the
+    geometric progression (``8,16,...,2048``), otherwise arithmetic up to ``end``
+    (``10,20,...,100``)."""
+    if second % first == 0 and second > first:
+        ratio, terms = second // first, [first]
+        while terms[-1] < end:
+            terms.append(terms[-1] * ratio)
+        if terms[-1] == end:
+            return terms
+    return list(range(first, end + 1, second - first))
+
+
 def parse_lengths(text: str) -> list[int]:
-    """Parse ``"8,16,32"`` or a progression with an ellipsis: ``"8,16,...,2048"`` doubles
-    (a geometric step taken from the first two terms), ``"10,20,...,100"`` adds 10 when the
-    first two terms do not divide evenly."""
+    """Parse ``"8,16,32"`` or a progression ``"a,b,...,end"``. A progression is geometric when
+    ``end`` is one of its terms (``8,16,...,2048`` doubles) and arithmetic otherwise
+    (``10,20,...,100`` adds 10)."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
         if "..." not in parts:
             values = [int(p) for p in parts]
         else:
-            if parts.count("...") != 1 or parts.index("...") != 2 or len(parts) != 4:
+            if len(parts) != 4 or parts[2] != "...":
                 raise ValueError
-            a, b, end = int(parts[0]), int(parts[1]), int(parts[3])
-            if b <= a or end < b:
+            first, second, end = int(parts[0]), int(parts[1]), int(parts[3])
+            if not 0 < first < second <= end:
                 raise ValueError
-            values = [a]
-            ratio = b // a if b % a == 0 and b // a > 1 else None
-            while True:
-                nxt = values[-1] * ratio if ratio else values[-1] + (b - a)
-                if nxt > end:
-                    break
-                values.append(nxt)
+            values = _progression(first, second, end)
     except ValueError:
         raise SimcheckError(
             f"cannot read lengths {text!r}: give integers like '8,16,32' or a progression "

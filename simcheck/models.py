@@ -1,17 +1,18 @@
 """Small `HookedTransformer` models sized for a task, with the positional encodings that matter
 for length generalization.
 
-`build_model(task, pos="periodic")` returns a TransformerLens `HookedTransformer`: every hook
-point, `run_with_cache` and `run_with_hooks` work as usual. What simcheck adds:
+`build_model(task, pos="periodic")` returns a `SimcheckTransformer`, a TransformerLens
+`HookedTransformer` subclass: every hook point, `run_with_cache` and `run_with_hooks` work as
+usual. What simcheck adds:
 
 - positional encodings by name (`POSITIONAL_ENCODINGS`): ``none`` (NoPE), ``learned``,
   ``rotary``, ``alibi`` and ``periodic`` (the limit transformer's positions mod Delta plus an
   optional local attention bias; see `simcheck.positions`);
 - ``model.simcheck_spec``, the `ModelSpec` that rebuilds the model exactly;
-- an input guard: a token outside the vocabulary, or an input longer than the model can take
-  (``model.cfg.n_ctx``), raises a one-line `SimcheckError` instead of an index error deep in
-  torch. Encodings without a position table take `POSITION_FREE_CTX` tokens, which in
-  practice means memory is the only limit.
+- an input guard in every forward pass: a token outside the vocabulary, or an input longer
+  than the model can take (``model.cfg.n_ctx``), raises a one-line `SimcheckError` instead
+  of an index error deep in torch. Encodings without a position table take
+  `POSITION_FREE_CTX` tokens, which in practice means memory is the only limit.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class ModelSpec:
 
 
 def _tl_config(spec: ModelSpec) -> HookedTransformerConfig:
-    table_free = spec.pos in ("none", "periodic")
+    table_free = spec.pos in ("none", "periodic", "alibi")
     return HookedTransformerConfig(
         n_layers=spec.n_layers,
         d_model=spec.d_model,
@@ -160,34 +161,50 @@ def _tl_config(spec: ModelSpec) -> HookedTransformerConfig:
     )
 
 
-def new_hooked_transformer(cfg: HookedTransformerConfig) -> HookedTransformer:
-    """Construct a `HookedTransformer`, silencing (only here) TransformerLens 3.x's notice that
-    the class is deprecated in favour of 4.x's TransformerBridge."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*HookedTransformer is deprecated.*", category=DeprecationWarning
-        )
-        return HookedTransformer(cfg)
+class SimcheckTransformer(HookedTransformer):
+    """A `HookedTransformer` that knows its `ModelSpec` and checks its input.
+
+    Every forward pass (``model(tokens)``, ``run_with_cache``, ``run_with_hooks``) first checks
+    that the token ids are in the vocabulary and that the input is no longer than the model
+    can take, and raises a one-line `SimcheckError` otherwise.
+    """
+
+    def __init__(self, cfg: HookedTransformerConfig, spec: ModelSpec) -> None:
+        # TransformerLens 3.x announces that HookedTransformer is deprecated in favour of 4.x's
+        # TransformerBridge; simcheck pins 3.x, so the notice is silenced here and only here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=".*HookedTransformer is deprecated.*", category=DeprecationWarning
+            )
+            super().__init__(cfg)
+        self.simcheck_spec = spec
+
+    def forward(self, input: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(input, torch.Tensor) and not input.dtype.is_floating_point:
+            check_input_length(self, input.shape[-1])
+            check_token_ids(self, input)
+        return super().forward(input, *args, **kwargs)
 
 
-def model_from_spec(spec: ModelSpec) -> HookedTransformer:
+def model_from_spec(spec: ModelSpec) -> SimcheckTransformer:
     """Build the model ``spec`` describes, initialised from ``spec.seed`` without touching the
     global torch RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
-        model = new_hooked_transformer(_tl_config(spec))
+        model = SimcheckTransformer(_tl_config(spec), spec)
         if spec.pos in ("none", "periodic"):
             _install_periodic_positions(model, spec)
+        if spec.pos == "alibi":  # TransformerLens builds a position table that ALiBi never reads
+            model.pos_embed.W_pos.data.zero_()
+            model.pos_embed.W_pos.requires_grad_(False)
         if spec.pos == "periodic" and spec.locality is not None:
             _install_local_bias(model, spec)
     model.cfg.n_ctx = spec.max_length
-    model.simcheck_spec = spec
-    model.register_forward_pre_hook(_guard_input, with_kwargs=True)
     model.eval()
     return model
 
 
-def build_model(task: Task, seed: int = 0, **overrides: Any) -> HookedTransformer:
+def build_model(task: Task, seed: int = 0, **overrides: Any) -> SimcheckTransformer:
     """A `HookedTransformer` sized for ``task``; keyword arguments override `ModelSpec` fields.
 
     Example: ``build_model(get_task("modp:p=3"), pos="periodic", d_model=32)``.
@@ -228,16 +245,15 @@ def check_input_length(model: HookedTransformer, length: int) -> None:
     )
 
 
-def _guard_input(module: HookedTransformer, args: tuple, kwargs: dict) -> None:
-    tokens = args[0] if args else kwargs.get("input", kwargs.get("tokens"))
-    if not isinstance(tokens, torch.Tensor) or tokens.dtype.is_floating_point:
+def check_token_ids(model: HookedTransformer, tokens: torch.Tensor) -> None:
+    """Raise `TokenError` if any id in ``tokens`` is outside the model's vocabulary."""
+    if not tokens.numel():
         return
-    check_input_length(module, tokens.shape[-1])
-    if tokens.numel() and (int(tokens.max()) >= module.cfg.d_vocab or int(tokens.min()) < 0):
-        bad = int(tokens.max()) if int(tokens.max()) >= module.cfg.d_vocab else int(tokens.min())
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= model.cfg.d_vocab:
         raise TokenError(
-            f"token id {bad} is outside the model's vocabulary 0..{module.cfg.d_vocab - 1}; "
-            "check the task's vocab_size matches the model's"
+            f"token id {low if low < 0 else high} is outside the model's vocabulary "
+            f"0..{model.cfg.d_vocab - 1}; check that the task's vocab_size matches the model's"
         )
 
 

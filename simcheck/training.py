@@ -189,6 +189,8 @@ class _Trainer:
         )
         self.rng = np.random.default_rng(config.data_seed)
         self.step = 0
+        self.checkpoint_step: int | None = None  # the step of the weights on disk
+        self.window: list[float] = []  # losses since the last metrics line
 
     # ------------------------------------------------------------------ state
     def save_checkpoint(self, state: str) -> None:
@@ -199,14 +201,16 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": json.dumps(self.rng.bit_generator.state),
+            "window": list(self.window),
         }
         atomic_write(self.dir / STATE_FILE, lambda tmp: torch.save(payload, tmp))
+        self.checkpoint_step = self.step
         self.write_status(state)
 
-    def write_status(self, state: str, message: str = "") -> None:
-        status = {"state": state, "step": self.step, "steps": self.config.steps}
-        if message:
-            status["message"] = message
+    def write_status(self, state: str, **extra: Any) -> None:
+        """Record the run's state; ``step`` is that of the weights in model.safetensors."""
+        status = {"state": state, "step": self.checkpoint_step or 0, "steps": self.config.steps}
+        status.update(extra)
         write_json(self.dir / STATUS_FILE, status)
 
     def restore(self) -> None:
@@ -216,7 +220,8 @@ class _Trainer:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scheduler.load_state_dict(payload["scheduler"])
             self.rng.bit_generator.state = json.loads(payload["rng"])
-            self.step = int(payload["step"])
+            self.window = [float(x) for x in payload["window"]]
+            self.step = self.checkpoint_step = int(payload["step"])
         except (OSError, RuntimeError, KeyError, ValueError) as err:
             raise RunDirError(
                 f"cannot resume from {self.dir / STATE_FILE} ({type(err).__name__}: {err}); "
@@ -249,10 +254,14 @@ class _Trainer:
         output = self.model.run_with_hooks(batch.tokens, fwd_hooks=hooks)[:, -1, :]
         loss = self.task.loss(output, batch.targets).mean()
         if not torch.isfinite(loss):
+            kept = (
+                "no checkpoint had been written yet"
+                if self.checkpoint_step is None
+                else f"the checkpoint at step {self.checkpoint_step} is kept"
+            )
             raise TrainingDiverged(
-                f"loss became {loss.item()} at step {self.step + 1}; the checkpoint at step "
-                f"{self._checkpoint_step()} is kept. Lower --lr (now {config.lr}) or --grad-clip "
-                "and start again"
+                f"loss became {loss.item()} at step {self.step + 1}; {kept}. Lower --lr (now "
+                f"{config.lr}) or --grad-clip and start again"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -260,15 +269,12 @@ class _Trainer:
         if config.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         else:
-            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+            grads = [p.grad.norm() for p in params if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.zeros(())
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         return loss.item(), float(norm), length
-
-    def _checkpoint_step(self) -> int:
-        status = self.dir / STATUS_FILE
-        return int(read_json(status).get("step", 0)) if status.is_file() else 0
 
     def run(self, progress: bool) -> None:
         config = self.config
@@ -280,20 +286,18 @@ class _Trainer:
             unit="step",
             dynamic_ncols=True,
         )
-        window: list[float] = []
         started = time.perf_counter()
         with _deferred_sigint() as interrupted, _deterministic_algorithms(), bar:
             while self.step < config.steps:
                 try:
                     loss, norm, length = self.train_step()
                 except TrainingDiverged as err:
-                    self.write_status("diverged", str(err))
+                    self.write_status("diverged", message=str(err), diverged_at=self.step + 1)
                     raise
-                window.append(loss)
+                self.window.append(loss)
                 if self.step % config.log_every == 0 or self.step == config.steps:
-                    self._log(window, norm, length, time.perf_counter() - started)
-                    bar.set_postfix(loss=f"{np.mean(window):.3g}")
-                    window = []
+                    bar.set_postfix(loss=f"{np.mean(self.window):.3g}")
+                    self._log(norm, length, time.perf_counter() - started)
                 bar.update(1)
                 if self.step % config.checkpoint_every == 0 and self.step < config.steps:
                     self.save_checkpoint("running")
@@ -308,10 +312,11 @@ class _Trainer:
         self.save_checkpoint("finished")
         plot_loss_curve(self.dir)
 
-    def _log(self, window: list[float], norm: float, length: int, elapsed: float) -> None:
+    def _log(self, norm: float, length: int, elapsed: float) -> None:
+        """Append a metrics line with the mean loss since the last one."""
         record = {
             "step": self.step,
-            "loss": float(np.mean(window)),
+            "loss": float(np.mean(self.window)),
             "lr": self.scheduler.get_last_lr()[0],
             "grad_norm": norm,
             "length": length,
@@ -319,6 +324,7 @@ class _Trainer:
         }
         with open(self.dir / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        self.window = []
 
 
 def _split_overrides(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,0 +1,240 @@
+"""Evaluation: length lists, per-length numbers against an independent recomputation, the
+plateau, files, determinism and refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import simcheck
+from simcheck import Run, build_model, evaluate, get_task, parse_lengths
+
+LENGTHS = [4, 8, 16, 32, 64, 128]  # N = 8: four lengths beyond it
+SAMPLES = 48
+
+
+# ------------------------------------------------------------------ parse_lengths
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("8,16,32", [8, 16, 32]),
+        ("32, 8,16", [8, 16, 32]),
+        ("8,8,16", [8, 16]),
+        ("5", [5]),
+        ("8,16,...,128", [8, 16, 32, 64, 128]),
+        ("1,3,...,27", [1, 3, 9, 27]),
+        ("10,25,...,55", [10, 25, 40, 55]),
+        ("3,5,...,11", [3, 5, 7, 9, 11]),
+        ("8,16,...,16", [8, 16]),
+    ],
+)
+def test_parse_lengths(text, expected):
+    assert parse_lengths(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("10,20,...,50", [10, 20, 30, 40, 50]), ("10,20,...,100", list(range(10, 101, 10)))],
+)
+def test_parse_lengths_arithmetic_progression_from_a_multiple(text, expected):
+    assert parse_lengths(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a,b", "8,...", "0,1", "", "8,16,...", "...,8,16", "8,16,...,4", "16,8,...,128",
+     "8,16,...,64,...,128", "8,16,32,...,128", "-4,8", "8.5,16"],
+)  # fmt: skip
+def test_parse_lengths_rejects_garbage(text):
+    with pytest.raises(simcheck.SimcheckError):
+        parse_lengths(text)
+
+
+# ------------------------------------------------------------------ a trained run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, modp_run_dir) -> Path:
+    """A private copy of the session's trained ModPTask run (N=8), to evaluate into."""
+    out = tmp_path_factory.mktemp("eval") / "run"
+    shutil.copytree(modp_run_dir, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def result(run_dir):
+    assert not (run_dir / "eval.json").exists()
+    return evaluate(run_dir, LENGTHS, samples=SAMPLES, seed=0, progress=False)
+
+
+def recompute(run: Run, length: int, samples: int, seed: int):
+    """Loss, metric and baseline loss per sample, from the documented recipe."""
+    task = run.task
+    batch = task.batch(samples, length, np.random.default_rng([seed, length]))
+    with torch.no_grad():
+        output = run.model(batch.tokens)[:, -1, :]
+    base = task.baseline(batch.tokens)
+    return (
+        task.loss(output, batch.targets).double().numpy(),
+        task.metric(output, batch.targets).double().numpy(),
+        None if base is None else task.loss(base, batch.targets).double().numpy(),
+        batch,
+    )
+
+
+def test_one_row_per_length(result):
+    assert [row["length"] for row in result.rows] == LENGTHS
+    assert all(row["samples"] == SAMPLES for row in result.rows)
+    assert result.train_len == 8
+    assert result.meta["task"] == "modp:p=3,k=0,alpha=1.0"
+    assert result.meta["pos"] == "periodic"
+    assert result.meta["metric"] == "abs_err"
+
+
+def test_plateau_is_the_mean_over_the_last_three_lengths_beyond_n(result):
+    assert result.plateau_lengths == [32, 64, 128]
+    loss = {row["length"]: row["loss_mean"] for row in result.rows}
+    assert result.plateau == pytest.approx((loss[32] + loss[64] + loss[128]) / 3, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("lengths", "plateau_lengths"), [([4, 8, 16], [16]), ([4, 8], []), ([16, 32], [16, 32])]
+)
+def test_plateau_with_few_lengths_beyond_n(run_dir, lengths, plateau_lengths):
+    res = evaluate(run_dir, lengths, samples=8, progress=False, save=False)
+    assert res.plateau_lengths == plateau_lengths
+    if plateau_lengths:
+        loss = {row["length"]: row["loss_mean"] for row in res.rows}
+        assert res.plateau == pytest.approx(np.mean([loss[n] for n in plateau_lengths]))
+    else:
+        assert res.plateau is None
+
+
+def test_rows_match_an_independent_recomputation(result, run_dir):
+    run = simcheck.load_run(run_dir)
+    for row in result.rows:
+        loss, metric, base, batch = recompute(run, row["length"], SAMPLES, seed=0)
+        # the baseline of ModPTask is the global fraction of 1s: recompute it by hand too
+        fraction = batch.tokens.double().mean(1).numpy()
+        hand_base = (fraction - batch.targets.double().numpy()) ** 2
+        std = loss.std(ddof=1)
+        assert row["loss_mean"] == pytest.approx(loss.mean(), rel=1e-5, abs=1e-9)
+        assert row["loss_std"] == pytest.approx(std, rel=1e-4, abs=1e-9)
+        assert row["loss_sem"] == pytest.approx(std / math.sqrt(SAMPLES), rel=1e-4, abs=1e-9)
+        assert row["loss_median"] == pytest.approx(np.sort(loss)[(SAMPLES - 1) // 2], rel=1e-5)
+        assert row["loss_p95"] == pytest.approx(np.quantile(loss, 0.95), rel=1e-5, abs=1e-9)
+        assert row["metric_mean"] == pytest.approx(metric.mean(), rel=1e-5, abs=1e-9)
+        assert row["baseline_loss"] == pytest.approx(base.mean(), rel=1e-5)
+        assert row["baseline_loss"] == pytest.approx(hand_base.mean(), rel=1e-5)
+
+
+def test_distribution_task_recomputation(tmp_path):
+    task = get_task("kgram:S=3,k=2")
+    model = build_model(task, d_model=16, d_mlp=16, seed=2)
+    run = Run(path=tmp_path, task=task, model=model, spec={"training": {"train_len": 8}})
+    res = evaluate(run, [2, 8, 24], samples=32, seed=5, progress=False, save=False)
+    assert res.meta["metric"] == "tv"
+    for row in res.rows:
+        loss, metric, base, _ = recompute(run, row["length"], 32, seed=5)
+        assert row["loss_mean"] == pytest.approx(loss.mean(), rel=1e-5)
+        assert row["metric_mean"] == pytest.approx(metric.mean(), rel=1e-5)
+        assert row["baseline_loss"] == pytest.approx(base.mean(), rel=1e-5)
+        assert 0 <= row["metric_mean"] <= 1
+    assert not list(tmp_path.iterdir())  # save=False writes nothing
+
+
+def test_evaluation_files(result, run_dir):
+    saved = json.loads((run_dir / "eval.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(result.rows))
+    assert saved["plateau"] == pytest.approx(result.plateau)
+    assert saved["plateau_lengths"] == [32, 64, 128]
+    assert saved["train_len"] == 8
+    assert saved["meta"]["samples"] == SAMPLES
+    assert saved["meta"]["seed"] == 0
+    assert len(saved["meta"]["weights_sha256"]) == 64
+    table = pd.read_csv(run_dir / "eval.csv", index_col="length")
+    assert list(table.index) == LENGTHS
+    np.testing.assert_allclose(table["loss_mean"], [r["loss_mean"] for r in result.rows])
+    assert (run_dir / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_seed_same_numbers(run_dir, result):
+    again = evaluate(run_dir, LENGTHS, samples=SAMPLES, seed=0, progress=False, save=False)
+    assert again.rows == result.rows
+    assert again.plateau == result.plateau
+    assert again.meta["weights_sha256"] == result.meta["weights_sha256"]
+    other = evaluate(run_dir, LENGTHS, samples=SAMPLES, seed=1, progress=False, save=False)
+    assert [r["loss_mean"] for r in other.rows] != [r["loss_mean"] for r in result.rows]
+
+
+def test_adding_a_length_leaves_the_others_unchanged(run_dir, result):
+    fewer = evaluate(run_dir, "16,64", samples=SAMPLES, seed=0, progress=False, save=False)
+    by_length = {row["length"]: row for row in result.rows}
+    assert fewer.rows == [by_length[16], by_length[64]]
+
+
+def test_chunked_forward_passes_give_the_same_numbers(run_dir, result):
+    chunked = evaluate(run_dir, LENGTHS, samples=SAMPLES, batch_size=5, progress=False, save=False)
+    for a, b in zip(chunked.rows, result.rows, strict=True):
+        assert a["loss_mean"] == pytest.approx(b["loss_mean"], rel=1e-5)
+
+
+def test_table_is_a_dataframe_indexed_by_length(result):
+    table = result.table()
+    assert isinstance(table, pd.DataFrame)
+    assert table.index.name == "length"
+    assert list(table.index) == LENGTHS
+    assert table.loc[16, "loss_mean"] == result.rows[2]["loss_mean"]
+    assert {"loss_mean", "loss_sem", "loss_median", "loss_p95", "metric_mean"} <= set(table)
+
+
+def test_format_table_marks_lengths_beyond_n(result):
+    text = result.format_table()
+    lengths = [re.match(r"\s*(\d+)(\*?) ", line) for line in text.splitlines()]
+    marked = {int(m[1]): m[2] == "*" for m in lengths if m}
+    assert marked == {n: n > 8 for n in LENGTHS}
+    assert "plateau" in text
+    assert str(result) == text
+
+
+# ------------------------------------------------------------------ refusals
+
+
+@pytest.fixture(scope="module")
+def learned_run_dir(tmp_path_factory, tiny) -> Path:
+    out = tmp_path_factory.mktemp("learned") / "run"
+    simcheck.train("modp:p=3", out, pos="learned", n_ctx=16, train_len=8, steps=5, **tiny)
+    return out
+
+
+def test_lengths_beyond_a_learned_table_are_refused_before_writing(learned_run_dir):
+    before = sorted(p.name for p in learned_run_dir.iterdir())
+    with pytest.raises(simcheck.LengthError, match="16"):
+        evaluate(learned_run_dir, [8, 16, 32], samples=4, progress=False)
+    assert sorted(p.name for p in learned_run_dir.iterdir()) == before
+    assert not (learned_run_dir / "eval.json").exists()
+    ok = evaluate(learned_run_dir, [8, 16], samples=4, progress=False, save=False)
+    assert [row["length"] for row in ok.rows] == [8, 16]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"lengths": []}, {"lengths": [0, 8]}, {"samples": 0}, {"lengths": "x"}]
+)
+def test_bad_evaluation_arguments(run_dir, kwargs):
+    with pytest.raises(simcheck.SimcheckError):
+        evaluate(run_dir, **{"lengths": [8], "samples": 4, **kwargs}, progress=False, save=False)
+
+
+def test_evaluate_a_missing_run(tmp_path):
+    with pytest.raises(simcheck.RunDirError):
+        evaluate(tmp_path / "nothing", [8], progress=False)
