@@ -22,6 +22,11 @@ def _first_line(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0] if doc else ""
 
 
+def _show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars on a terminal, unless --quiet; none in logs and pipes."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     """List the registered tasks with their parameters and defaults."""
     for name in task_names():
@@ -71,7 +76,7 @@ _TRAIN_ARGS = (
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model, or resume a run with --resume."""
-    progress = not args.quiet
+    progress = _show_progress(args)
     if args.resume:
         run = resume_training(args.resume, progress=progress)
     else:
@@ -96,7 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         samples=args.samples,
         seed=args.seed,
         batch_size=args.batch_size,
-        progress=not args.quiet,
+        progress=_show_progress(args),
     )
     print(f"{result.meta['task']}  pos={result.meta['pos']}  N={result.train_len}")
     print(result.format_table())
@@ -109,7 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     across test lengths up to 32x N."""
     from simcheck.demo import run_demo
 
-    run_demo(Path(args.out), steps=args.steps, progress=not args.quiet)
+    run_demo(Path(args.out), steps=args.steps, progress=_show_progress(args))
     return 0
 
 

@@ -214,18 +214,20 @@ class _Trainer:
         write_json(self.dir / STATUS_FILE, status)
 
     def restore(self) -> None:
+        """Load the checkpoint in train_state.pt: model, optimizer, scheduler, data stream."""
+        path = self.dir / STATE_FILE
         try:
-            payload = torch.load(self.dir / STATE_FILE, weights_only=True)
+            payload = torch.load(path, weights_only=True)
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scheduler.load_state_dict(payload["scheduler"])
             self.rng.bit_generator.state = json.loads(payload["rng"])
             self.window = [float(x) for x in payload["window"]]
             self.step = self.checkpoint_step = int(payload["step"])
-        except (OSError, RuntimeError, KeyError, ValueError) as err:
+        except Exception as err:  # any unreadable or mismatched checkpoint is corrupt
             raise RunDirError(
-                f"cannot resume from {self.dir / STATE_FILE} ({type(err).__name__}: {err}); "
-                "the checkpoint is corrupt: start again without --resume"
+                f"cannot resume from {path} ({type(err).__name__}: {err}); the checkpoint is "
+                "corrupt: start again without --resume"
             ) from None
         self.clear_metrics()
 

@@ -439,3 +439,12 @@ def test_load_run_of_an_unregistered_task(run_copy):
     run = simcheck.load_run(run_copy, task=ModPTask(p=3))
     assert run.task == ModPTask(p=3)
     assert run.finished
+
+
+@pytest.mark.parametrize("damage", [b"not a checkpoint", b""])
+def test_resume_from_a_corrupt_checkpoint(run_copy, damage):
+    status = json.loads((run_copy / "status.json").read_text())
+    (run_copy / "status.json").write_text(json.dumps({**status, "state": "interrupted"}))
+    (run_copy / "train_state.pt").write_bytes(damage)
+    with pytest.raises(simcheck.RunDirError, match="checkpoint is corrupt"):
+        resume_training(run_copy, progress=False)
