@@ -1,4 +1,4 @@
-"""The ``simcheck`` command line: ``tasks``, ``train``, ``eval`` and ``demo``.
+"""The ``simcheck`` command line: ``tasks``, ``train``, ``eval``, ``show`` and ``demo``.
 
 Every subcommand is a thin layer over the Python API of the same name. Errors in the input
 print one line, ``simcheck: error: ...``, that says how to fix them, and exit with status 2.
@@ -7,13 +7,16 @@ print one line, ``simcheck: error: ...``, that says how to fix them, and exit wi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from simcheck.errors import SimcheckError
 from simcheck.evaluation import evaluate, parse_lengths
-from simcheck.models import POSITIONAL_ENCODINGS
+from simcheck.models import INIT_MODES, POSITIONAL_ENCODINGS
+from simcheck.plotting import length_curves_figure, save_figure
+from simcheck.runs import EVAL_CSV, EVAL_JSON, EVAL_PNG, METRICS_FILE, load_run, read_json
 from simcheck.tasks import task_class, task_names, task_parameters
 from simcheck.training import TrainingInterrupted, resume_training, train
 
@@ -57,6 +60,7 @@ _MODEL_ARGS = {
     "locality": "locality",
     "local_scale": "local_scale",
     "norm": "normalization",
+    "init": "init",
     "seed": "seed",
 }
 _TRAIN_ARGS = (
@@ -94,18 +98,73 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a run across test lengths."""
-    result = evaluate(
-        args.run,
-        parse_lengths(args.lengths),
-        samples=args.samples,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        progress=_show_progress(args),
+    """Evaluate one or more runs across test lengths; with several, compare their plateaus."""
+    lengths = parse_lengths(args.lengths)
+    runs = [load_run(path) for path in args.runs]  # refuse a bad directory before any work
+    results = {}
+    for run in runs:
+        if not run.finished:
+            state = run.status.get("state", "unknown")
+            print(
+                f"note: {run.path} is {state} at step {run.status.get('step', '?')}: "
+                "evaluating its last checkpoint"
+            )
+        result = evaluate(
+            run,
+            lengths,
+            samples=args.samples,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=_show_progress(args),
+        )
+        results[str(run.path)] = result
+        print(f"{run.path}: {result.meta['task']}  pos={result.meta['pos']}  N={run.train_len}")
+        print(result.format_table())
+        print(f"wrote {run.path / EVAL_CSV}, {EVAL_JSON} and {EVAL_PNG}\n")
+    if len(results) > 1:
+        print(f"{'run':<40} {'pos':<9} {'N':>5} {'plateau':>10}")
+        for path, result in results.items():
+            plateau = "-" if result.plateau is None else f"{result.plateau:.3e}"
+            print(f"{path:<40} {result.meta['pos']:<9} {result.train_len:>5} {plateau:>10}")
+    if args.figure:
+        curves = [result.curve(path) for path, result in results.items()]
+        save_figure(length_curves_figure(curves, ylabel="test loss (mean ± 2 sem)"), args.figure)
+        print(f"figure: {args.figure}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print what a run directory holds: task, model, training, state, last loss, plateau."""
+    run = load_run(args.run)
+    spec = run.model.simcheck_spec
+    training = run.spec["training"]
+    print(f"run       {run.path}")
+    print(f"task      {run.task.spec()}")
+    print(
+        f"model     pos={spec.pos} layers={spec.n_layers} heads={spec.n_heads} "
+        f"d_model={spec.d_model} d_mlp={spec.d_mlp} max_length={spec.max_length} seed={spec.seed}"
     )
-    print(f"{result.meta['task']}  pos={result.meta['pos']}  N={result.train_len}")
-    print(result.format_table())
-    print(f"wrote {Path(args.run) / 'eval.csv'}, eval.json and eval.png")
+    print(
+        f"training  N={training['train_len']} steps={training['steps']} "
+        f"batch={training['batch_size']} lr={training['lr']} data_seed={training['data_seed']}"
+    )
+    print(f"state     {run.status.get('state', 'unknown')} at step {run.status.get('step', '?')}")
+    metrics = run.path / METRICS_FILE
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
+    if lines:
+        last = json.loads(lines[-1])
+        print(f"loss      {last['loss']:.3e} (mean of the steps up to {last['step']})")
+    if (run.path / EVAL_JSON).is_file():
+        evaluation = read_json(run.path / EVAL_JSON)
+        if evaluation.get("plateau") is not None:
+            print(
+                f"plateau   {evaluation['plateau']:.3e} at lengths {evaluation['plateau_lengths']}"
+            )
+    versions = run.spec.get("versions", {})
+    print(
+        f"versions  simcheck {versions.get('simcheck')}, torch {versions.get('torch')}, "
+        f"transformer-lens {versions.get('transformer-lens')}"
+    )
     return 0
 
 
@@ -154,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale the local bias by log(i+1) or not (default log)",
     )
     model.add_argument("--norm", choices=("LN", "none"), help="LayerNorm or none (default LN)")
+    model.add_argument("--init", choices=INIT_MODES, help="weight initialisation (default gpt2)")
     model.add_argument("--seed", type=int, help="initialisation seed (default 0)")
     training = tr.add_argument_group("training")
     training.add_argument("--train-len", type=int, help="longest training length N (default 32)")
@@ -174,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a run across test lengths")
-    ev.add_argument("run", help="run directory")
+    ev.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     ev.add_argument(
         "--lengths",
         default="8,16,...,1024",
@@ -184,7 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="evaluation data seed (default 0)")
     ev.add_argument("--batch-size", type=int, help="rows per forward pass (default: automatic)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--figure", type=Path, help="also draw every run's curve into this PNG")
     ev.set_defaults(func=cmd_eval)
+
+    show = sub.add_parser("show", help="summarise a run directory")
+    show.add_argument("run", help="run directory")
+    show.set_defaults(func=cmd_show)
 
     demo = sub.add_parser("demo", help="quick end-to-end demo on the default task (~1 min)")
     demo.add_argument("--out", default="runs/demo", help="where runs and figure go")

@@ -31,6 +31,15 @@ from simcheck.tasks import Task, TokenError
 
 PositionalEncoding = Literal["none", "learned", "rotary", "alibi", "periodic"]
 POSITIONAL_ENCODINGS: tuple[str, ...] = ("none", "learned", "rotary", "alibi", "periodic")
+INIT_MODES: tuple[str, ...] = (
+    "gpt2",
+    "muP",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+)
+"""TransformerLens's weight initialisations (``muP`` covers the initialisation only)."""
 POSITION_FREE_CTX = 1 << 20
 """Context given to models whose positional encoding has no table of positions."""
 
@@ -53,6 +62,7 @@ class ModelSpec:
             leaves it alone.
         normalization: ``"LN"`` (pre-LayerNorm) or ``"none"``.
         act_fn: the MLP activation.
+        init: TransformerLens's initialisation scheme, one of `INIT_MODES`.
         seed: the initialisation seed.
     """
 
@@ -70,6 +80,7 @@ class ModelSpec:
     local_scale: LocalScale = "log"
     normalization: str = "LN"
     act_fn: str = "relu"
+    init: str = "gpt2"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -99,6 +110,10 @@ class ModelSpec:
             )
         if self.normalization not in ("LN", "none"):
             raise SimcheckError(f"normalization must be 'LN' or 'none', got {self.normalization}")
+        if self.init not in INIT_MODES:
+            raise SimcheckError(
+                f"unknown init '{self.init}'; choose one of {', '.join(INIT_MODES)}"
+            )
         if self.local_scale not in ("log", "constant"):
             raise SimcheckError(f"local_scale must be 'log' or 'constant', got {self.local_scale}")
 
@@ -156,6 +171,7 @@ def _tl_config(spec: ModelSpec) -> HookedTransformerConfig:
         positional_embedding_type=_TL_TYPE.get(spec.pos, "standard"),
         rotary_dim=spec.head_dim if spec.pos == "rotary" else None,
         default_prepend_bos=False,
+        init_mode=spec.init,
         seed=None,
         device="cpu",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from simcheck.cli import main
 
+POSITIONS = ("periodic", "learned")
 TINY = ["--d-model", "16", "--d-mlp", "32", "--batch-size", "8", "--quiet"]
 
 
@@ -78,6 +80,49 @@ def test_eval_prints_a_table(cli_run, capsys):
     saved = json.loads((cli_run / "eval.json").read_text())
     assert [row["length"] for row in saved["rows"]] == [8, 16]
     assert saved["meta"]["samples"] == 16
+
+
+def test_eval_of_several_runs_compares_plateaus_and_draws_one_figure(cli_run, tmp_path, capsys):
+    other = tmp_path / "learned"
+    argv = ["train", "--task", "modp:p=3", "--pos", "learned", "--n-ctx", "64"]
+    assert main([*argv, "--train-len", "8", "--steps", "5", "--out", str(other), *TINY]) == 0
+    figure = tmp_path / "figs" / "compare.png"
+    argv = ["eval", str(cli_run), str(other), "--lengths", "8,16,32", "--samples", "8"]
+    assert main([*argv, "--figure", str(figure), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    summary = [line.split() for line in out.splitlines()]
+    plateaus = {row[0]: float(row[3]) for row in summary if len(row) == 4 and row[1] in POSITIONS}
+    for run in (cli_run, other):
+        saved = json.loads((run / "eval.json").read_text())
+        assert plateaus[str(run)] == pytest.approx(saved["plateau"], rel=1e-3)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_of_an_unfinished_run_says_so(cli_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(cli_run, copy)
+    status = json.loads((copy / "status.json").read_text())
+    (copy / "status.json").write_text(json.dumps({**status, "state": "interrupted", "step": 20}))
+    assert main(["eval", str(copy), "--lengths", "8", "--samples", "4", "--quiet"]) == 0
+    assert "is interrupted at step 20" in capsys.readouterr().out
+
+
+def test_show_summarises_a_run(cli_run, capsys):
+    main(["eval", str(cli_run), "--lengths", "8,16", "--samples", "8", "--quiet"])
+    capsys.readouterr()
+    assert main(["show", str(cli_run)]) == 0
+    out = capsys.readouterr().out
+    assert "modp:p=3,k=0,alpha=1.0" in out
+    assert "pos=periodic" in out and "d_model=16" in out
+    assert "finished at step 30" in out
+    last = json.loads((cli_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert f"{last['loss']:.3e}" in out
+    plateau = json.loads((cli_run / "eval.json").read_text())["plateau"]
+    assert f"{plateau:.3e}" in out
+
+
+def test_show_of_a_missing_directory(tmp_path, capsys):
+    assert_one_line_error(capsys, main(["show", str(tmp_path / "none")]), "no run directory")
 
 
 def test_train_resume_of_a_finished_run(cli_run, capsys):

@@ -317,6 +317,7 @@ def test_alibi_model_has_no_position_table():
         ({"pos": "sinusoidal"}, "positional encoding"),
         ({"pos": "learned", "locality": 2}, "locality"),
         ({"d_model": 30, "n_heads": 4}, "divisible"),
+        ({"init": "orthogonal"}, "unknown init"),
         ({"period": 0}, "period"),
         ({"locality": -1, "pos": "periodic"}, "locality"),
         ({"n_layers": 0}, "n_layers"),
@@ -340,3 +341,12 @@ def test_model_spec_round_trips_and_explicit_d_head():
         ModelSpec.from_dict({**spec.to_dict(), "dropout": 0.1})
     assert ModelSpec(d_vocab=2, d_vocab_out=1, pos="learned", n_ctx=64).max_length == 64
     assert ModelSpec(d_vocab=2, d_vocab_out=1, pos="rotary").max_length == POSITION_FREE_CTX
+
+
+def test_mup_initialisation_scales_weights_by_fan_in():
+    gpt2 = build_model(get_task("modp"), d_model=64, seed=0)
+    mup = build_model(get_task("modp"), d_model=64, init="muP", seed=0)
+    assert mup.simcheck_spec.init == "muP"
+    # hidden weights: muP std 1/sqrt(fan_in) = 1/8; GPT-2 std 0.8/sqrt(d_model) = 0.1
+    assert mup.blocks[0].mlp.W_in.std().item() == pytest.approx(1 / 8, rel=0.1)
+    assert gpt2.blocks[0].mlp.W_in.std().item() == pytest.approx(0.1, rel=0.1)

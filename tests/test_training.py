@@ -448,3 +448,28 @@ def test_resume_from_a_corrupt_checkpoint(run_copy, damage):
     (run_copy / "train_state.pt").write_bytes(damage)
     with pytest.raises(simcheck.RunDirError, match="checkpoint is corrupt"):
         resume_training(run_copy, progress=False)
+
+
+@pytest.mark.parametrize("offsets", [False, True])
+def test_position_offsets_train_exactly_the_rows_they_cover(
+    tmp_path, quick_train, monkeypatch, offsets
+):
+    covered = torch.zeros(64, dtype=torch.bool)
+    real_shift = training._shifted_positions
+
+    def recording_shift(model, offset, length):
+        covered[offset : offset + length] = True
+        return real_shift(model, offset, length)
+
+    monkeypatch.setattr(training, "_shifted_positions", recording_shift)
+    initial = simcheck.build_model(ModPTask(), pos="learned", n_ctx=64, d_model=16, d_mlp=32)
+    run = quick_train(
+        TASK, tmp_path / "run", pos="learned", n_ctx=64, train_len=8, steps=20, pos_offsets=offsets
+    )
+    moved = (run.model.pos_embed.W_pos != initial.pos_embed.W_pos).any(-1)
+    if offsets:
+        assert covered[8:].any()  # windows reached beyond the training length
+        assert torch.equal(moved, covered)
+    else:
+        assert not covered.any()
+        assert moved[:8].all() and not moved[8:].any()
