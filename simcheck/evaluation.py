@@ -235,6 +235,7 @@ def evaluate(
             "samples": samples,
             "seed": seed,
             "weights_sha256": weights_hash(model),
+            "run_spec": run.spec,
             "versions": library_versions(),
         },
     )

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from simcheck.errors import SimcheckError
+from simcheck.errors import SimcheckError, TaskSpecError
 
 OutputKind = Literal["scalar", "distribution"]
 
@@ -61,7 +61,6 @@ class Task:
     """
 
     name: ClassVar[str] = "task"
-    vocab_size: int = 2
     output: ClassVar[OutputKind] = "scalar"
     period: int | None = None
     locality: int | None = None
@@ -70,6 +69,14 @@ class Task:
     default_pos: str = "learned"
 
     # ----------------------------------------------------------------- to implement
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids; subclasses set it as a class attribute or a property."""
+        raise TaskSpecError(
+            f"{type(self).__name__} does not say its vocabulary size: set the class attribute "
+            "vocab_size (e.g. vocab_size: ClassVar[int] = 2)"
+        )
+
     def sample(self, batch: int, length: int, generator: np.random.Generator) -> Any:
         """Token ids of shape [batch, length] (numpy or torch, integer) drawn from the task's
         input distribution."""

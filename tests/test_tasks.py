@@ -522,3 +522,12 @@ def test_private_registry_is_restored():
     # runs after test_register_custom_task: the registration did not leak
     assert "parity_test" not in task_names()
     assert {"simple", "modp", "kgram"} <= set(task_names())
+
+
+def test_a_task_without_a_vocabulary_size_says_so():
+    @dataclass(frozen=True)
+    class Forgetful(Task):
+        name: ClassVar[str] = "forgetful"
+
+    with pytest.raises(simcheck.TaskSpecError, match="vocab_size"):
+        Forgetful().check_tokens([0, 1])
