@@ -16,7 +16,15 @@ from simcheck.errors import SimcheckError
 from simcheck.evaluation import evaluate, parse_lengths
 from simcheck.models import INIT_MODES, POSITIONAL_ENCODINGS
 from simcheck.plotting import length_curves_figure, save_figure
-from simcheck.runs import EVAL_CSV, EVAL_JSON, EVAL_PNG, METRICS_FILE, load_run, read_json
+from simcheck.runs import (
+    EVAL_CSV,
+    EVAL_JSON,
+    EVAL_PNG,
+    LOSS_CURVE_FILE,
+    METRICS_FILE,
+    load_run,
+    read_json,
+)
 from simcheck.tasks import task_class, task_names, task_parameters
 from simcheck.training import TrainingInterrupted, resume_training, train
 
@@ -93,6 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             options["pos_offsets"] = True
         run = train(args.task, args.out, overwrite=args.overwrite, progress=progress, **options)
     print(f"trained: {run}")
+    print(f"loss curve: {run.path / LOSS_CURVE_FILE}")
     print(f"evaluate with: simcheck eval {run.path} --lengths 8,16,...,1024")
     return 0
 

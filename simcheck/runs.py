@@ -219,10 +219,16 @@ def load_run(path: str | os.PathLike[str], task: Task | None = None) -> Run:
     try:
         model_spec = ModelSpec.from_dict(spec["model"])
         task_rec = spec["task"]
-        spec["training"]["train_len"]
+        spec["training"]["train_len"]  # presence check: every run records its N
     except (KeyError, TypeError) as err:
         raise RunDirError(f"{path / SPEC_FILE} lacks {err}; the run directory is corrupt") from None
     task = task if task is not None else _resolve_task(task_rec, path)
+    if (task.vocab_size, task.output_size) != (model_spec.d_vocab, model_spec.d_vocab_out):
+        raise RunDirError(
+            f"task '{task.spec()}' ({task.vocab_size} tokens -> {task.output_size} outputs) does "
+            f"not fit the model in {path} ({model_spec.d_vocab} -> {model_spec.d_vocab_out}); "
+            f"pass the task it was trained on ({task_rec.get('spec')})"
+        )
     if not (path / WEIGHTS_FILE).is_file():
         raise RunDirError(
             f"{path} has no {WEIGHTS_FILE}: training never reached its first checkpoint; "

@@ -473,3 +473,8 @@ def test_position_offsets_train_exactly_the_rows_they_cover(
     else:
         assert not covered.any()
         assert moved[:8].all() and not moved[8:].any()
+
+
+def test_load_run_with_a_task_that_does_not_fit(run_copy):
+    with pytest.raises(simcheck.RunDirError, match="does not fit"):
+        simcheck.load_run(run_copy, task=simcheck.get_task("kgram:S=4"))
