@@ -1,25 +1,31 @@
 """simcheck.probes: read internal states of a model at chosen query positions.
 
-`read_probes(model, tokens, [Residual(0), AttentionRow(0), Output()])` runs one forward pass
-and keeps, inside each hook, only the rows of the query positions.
+``simcheck.record(model, tokens, [Residual(0), AttentionEntropy(0), Output()])`` runs the
+model and keeps, inside each hook, only the rows of the query positions.
 """
 
-from .base import (
+from .attention import (
+    AttentionEntropy,
     AttentionLogits,
+    AttentionMass,
     AttentionRow,
-    HeadOutput,
-    Output,
-    Probe,
-    Residual,
-    read_probes,
+    LogitMargin,
+    TopWeight,
 )
+from .base import HeadOutput, Output, Probe, ProbeContext, Residual
+from .defaults import default_probes
 
 __all__ = [
+    "AttentionEntropy",
     "AttentionLogits",
+    "AttentionMass",
     "AttentionRow",
     "HeadOutput",
+    "LogitMargin",
     "Output",
     "Probe",
+    "ProbeContext",
     "Residual",
-    "read_probes",
+    "TopWeight",
+    "default_probes",
 ]

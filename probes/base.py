@@ -1,36 +1,71 @@
 """Probes: read one internal quantity of a model at chosen query positions.
 
-A probe names the hook points it needs (`hook_names`) and, inside each hook, keeps only the
-slice it needs (`capture`): the rows of the query positions, never the full T x T attention
-pattern. `read_probes` runs one forward pass with exactly those hooks and returns, per
-probe, a tensor whose second axis runs over the query positions.
+A probe names the hook points it needs (`Probe.hook_names`); `simcheck.record` runs the
+model with exactly those hooks and hands each probe the values already cut down to the query
+positions, so a probe never holds the full T x T attention pattern:
 
-Write your own probe by subclassing `Probe`::
+- query-indexed values (residual stream, ``hook_q``, ``hook_z``, outputs) arrive as
+  [batch, query, ...];
+- attention scores and weights (``hook_attn_scores``, ``hook_pattern``) arrive as
+  [batch, query, head, key], the rows of the query positions;
+- key-indexed values (``hook_k``, ``hook_v``) arrive whole, [batch, key, ...].
+
+Write your own probe in a few lines::
 
     @dataclass(frozen=True)
     class MlpOut(Probe):
         layer: int
         def hook_names(self, model):
             return [f"blocks.{self.layer}.hook_mlp_out"]
-        def capture(self, hook_name, value, positions):
-            return value[:, positions]            # [batch, query, d_model]
+
+`capture` (called inside the hook, default: keep the value) and `finalize` (called once per
+batch with everything captured, default: the single captured value) can be overridden; both
+see a `ProbeContext` with the model, the batch's tokens and the query positions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
-from transformer_lens import HookedTransformer
 
 from simcheck.errors import SimcheckError
+
+KEY_INDEXED_HOOKS = ("attn.hook_k", "attn.hook_v", "attn.hook_rot_k")
+"""Hook names (suffixes) whose values are kept whole: they are indexed by key position."""
+ATTENTION_HOOKS = ("attn.hook_attn_scores", "attn.hook_pattern")
+"""Hook names (suffixes) whose values are [batch, head, query, key] attention tensors."""
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What a probe may need beside the hooked value: the model, the batch's tokens
+    [batch, length], the query positions [query] (non-negative) and the attention mode."""
+
+    model: Any
+    tokens: torch.Tensor
+    query: torch.Tensor
+    attention: Any = "softmax"
 
 
 @dataclass(frozen=True)
 class Probe:
-    """Base class: one internal quantity at the query positions."""
+    """Base class: one internal quantity at the query positions.
+
+    Class attributes:
+        comparable: the value's shape does not depend on the input length, so states of a
+            long input and of a short witness can be compared (attention rows cannot).
+        per_head: axis 2 of the value runs over attention heads.
+        diagnostic: the value summarises how attention behaves (entropy, top weight,
+            margin) and changes with length by design (a uniform average over n keys has
+            entropy log n); the check records it for the diagnosis but does not compare it
+            with witnesses.
+    """
+
+    comparable: ClassVar[bool] = True
+    per_head: ClassVar[bool] = False
+    diagnostic: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -38,25 +73,35 @@ class Probe:
         fields = "".join(f".{key}={value}" for key, value in vars(self).items())
         return type(self).__name__.lower() + fields
 
-    def hook_names(self, model: HookedTransformer) -> list[str]:
+    @property
+    def depth(self) -> float:
+        """Where in the forward pass the quantity lives (for ordering a diagnosis): the layer,
+        plus a fraction for the point within it; -1 before the first layer."""
+        return float(getattr(self, "layer", -1))
+
+    def hook_names(self, model: Any) -> list[str]:
         """The hook points this probe reads."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement hook_names()")
 
-    def capture(self, hook_name: str, value: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Called inside the hook: return the (small) part of ``value`` to keep."""
-        raise NotImplementedError
+    def capture(self, hook_name: str, value: torch.Tensor, context: ProbeContext) -> torch.Tensor:
+        """Called inside the hook with the query-sliced value; return the part to keep."""
+        return value
 
-    def finalize(self, captured: dict[str, torch.Tensor], model: HookedTransformer) -> torch.Tensor:
-        """Turn what `capture` kept into the probe's value; by default the single capture."""
+    def finalize(self, captured: dict[str, torch.Tensor], context: ProbeContext) -> torch.Tensor:
+        """Turn what `capture` kept (by hook name) into the probe's value
+        [batch, query, ...]; by default the single capture."""
         (value,) = captured.values()
         return value
 
-    def _check_layer(self, model: HookedTransformer, layer: int) -> None:
+    def _check_layer(self, model: Any, layer: int) -> None:
         if not 0 <= layer < model.cfg.n_layers:
             raise SimcheckError(
                 f"{self.name}: layer {layer} does not exist; the model has layers "
                 f"0..{model.cfg.n_layers - 1}"
             )
+
+
+_POINT_DEPTH = {"pre": 0.0, "mid": 0.5, "post": 0.9}
 
 
 @dataclass(frozen=True)
@@ -71,45 +116,15 @@ class Residual(Probe):
     def name(self) -> str:
         return f"resid_{self.point}.L{self.layer}"
 
-    def hook_names(self, model: HookedTransformer) -> list[str]:
+    @property
+    def depth(self) -> float:
+        return self.layer + _POINT_DEPTH[self.point]
+
+    def hook_names(self, model: Any) -> list[str]:
         self._check_layer(model, self.layer)
+        if self.point not in _POINT_DEPTH:
+            raise SimcheckError(f"residual point must be pre, mid or post, got '{self.point}'")
         return [f"blocks.{self.layer}.hook_resid_{self.point}"]
-
-    def capture(self, hook_name: str, value: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return value[:, positions]
-
-
-@dataclass(frozen=True)
-class AttentionRow(Probe):
-    """The attention weights of the query positions over all keys, every head:
-    [batch, query, head, key]."""
-
-    layer: int
-
-    @property
-    def name(self) -> str:
-        return f"attn_row.L{self.layer}"
-
-    def hook_names(self, model: HookedTransformer) -> list[str]:
-        self._check_layer(model, self.layer)
-        return [f"blocks.{self.layer}.attn.hook_pattern"]
-
-    def capture(self, hook_name: str, value: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return value[:, :, positions].transpose(1, 2)
-
-
-@dataclass(frozen=True)
-class AttentionLogits(AttentionRow):
-    """The pre-softmax attention logits of the query positions (masked keys are -inf):
-    [batch, query, head, key]."""
-
-    @property
-    def name(self) -> str:
-        return f"attn_logits.L{self.layer}"
-
-    def hook_names(self, model: HookedTransformer) -> list[str]:
-        self._check_layer(model, self.layer)
-        return [f"blocks.{self.layer}.attn.hook_attn_scores"]
 
 
 @dataclass(frozen=True)
@@ -118,21 +133,23 @@ class HeadOutput(Probe):
     [batch, query, head, d_model] (the attention bias b_O is not included)."""
 
     layer: int
+    per_head: ClassVar[bool] = True
 
     @property
     def name(self) -> str:
         return f"head_out.L{self.layer}"
 
-    def hook_names(self, model: HookedTransformer) -> list[str]:
+    @property
+    def depth(self) -> float:
+        return self.layer + 0.4
+
+    def hook_names(self, model: Any) -> list[str]:
         self._check_layer(model, self.layer)
         return [f"blocks.{self.layer}.attn.hook_z"]
 
-    def capture(self, hook_name: str, value: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return value[:, positions]
-
-    def finalize(self, captured: dict[str, torch.Tensor], model: HookedTransformer) -> torch.Tensor:
+    def finalize(self, captured: dict[str, torch.Tensor], context: ProbeContext) -> torch.Tensor:
         (z,) = captured.values()  # [batch, query, head, d_head]
-        w_o = model.blocks[self.layer].attn.W_O  # [head, d_head, d_model]
+        w_o = context.model.blocks[self.layer].attn.W_O  # [head, d_head, d_model]
         return torch.einsum("bqhd,hdm->bqhm", z, w_o)
 
 
@@ -145,46 +162,9 @@ class Output(Probe):
     def name(self) -> str:
         return "output"
 
-    def hook_names(self, model: HookedTransformer) -> list[str]:
+    @property
+    def depth(self) -> float:
+        return 1e9
+
+    def hook_names(self, model: Any) -> list[str]:
         return ["unembed.hook_out"]
-
-    def capture(self, hook_name: str, value: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return value[:, positions]
-
-
-def _positions(length: int, positions: Sequence[int]) -> torch.Tensor:
-    resolved = [p + length if p < 0 else p for p in positions]
-    bad = [p for p, r in zip(positions, resolved, strict=True) if not 0 <= r < length]
-    if bad or not resolved:
-        raise SimcheckError(
-            f"query positions {bad or list(positions)} are not in an input of length {length}; "
-            "use 0..length-1 or negative indices such as -1 for the last position"
-        )
-    return torch.tensor(resolved)
-
-
-@torch.no_grad()
-def read_probes(
-    model: HookedTransformer,
-    tokens: torch.Tensor,
-    probes: Sequence[Probe],
-    positions: Sequence[int] = (-1,),
-) -> dict[str, torch.Tensor]:
-    """Run ``model`` once on ``tokens`` [batch, length] and return each probe's value at the
-    query ``positions`` (default: the last), keyed by ``probe.name``: ``resid_post.L0``,
-    ``attn_row.L1``, ``output``, ..."""
-    names = [probe.name for probe in probes]
-    if len(set(names)) != len(names):
-        raise SimcheckError(f"probes must be distinct, got {names}")
-    query = _positions(tokens.shape[-1], positions)
-    captured: dict[str, dict[str, torch.Tensor]] = {name: {} for name in names}
-    hooks = []
-    for probe in probes:
-        for hook_name in probe.hook_names(model):
-
-            def hook(value: torch.Tensor, hook, probe: Probe = probe) -> None:
-                captured[probe.name][hook.name] = probe.capture(hook.name, value, query).clone()
-
-            hooks.append((hook_name, hook))
-    model.run_with_hooks(tokens, fwd_hooks=hooks)
-    return {probe.name: probe.finalize(captured[probe.name], model) for probe in probes}

@@ -6,9 +6,12 @@ The public API:
 - models: `build_model`, `ModelSpec`;
 - training: `train`, `TrainConfig`, `load_run`, `Run`;
 - evaluation: `evaluate`, `EvalResult`;
+- recording internal states: `record`, `Recording`, `FinitePrecision` (probes live in
+  `simcheck.probes`);
 - errors: `SimcheckError` and its subclasses.
 """
 
+from simcheck.attention import FinitePrecision
 from simcheck.errors import (
     LengthError,
     RunDirError,
@@ -18,6 +21,7 @@ from simcheck.errors import (
 )
 from simcheck.evaluation import EvalResult, evaluate, parse_lengths
 from simcheck.models import POSITIONAL_ENCODINGS, ModelSpec, build_model
+from simcheck.recording import Recording, record
 from simcheck.runs import Run, load_run
 from simcheck.tasks import Task, get_task, register_task
 from simcheck.training import TrainConfig, TrainingInterrupted, train
@@ -27,8 +31,10 @@ __version__ = "0.1.0"
 __all__ = [
     "POSITIONAL_ENCODINGS",
     "EvalResult",
+    "FinitePrecision",
     "LengthError",
     "ModelSpec",
+    "Recording",
     "Run",
     "RunDirError",
     "SimcheckError",
@@ -42,6 +48,7 @@ __all__ = [
     "get_task",
     "load_run",
     "parse_lengths",
+    "record",
     "register_task",
     "train",
 ]

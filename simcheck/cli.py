@@ -1,4 +1,5 @@
-"""The ``simcheck`` command line: ``tasks``, ``train``, ``eval``, ``show`` and ``demo``.
+"""The ``simcheck`` command line: ``tasks``, ``train``, ``eval``, ``check``, ``show`` and
+``demo``.
 
 Every subcommand is a thin layer over the Python API of the same name. Errors in the input
 print one line, ``simcheck: error: ...``, that says how to fix them, and exit with status 2.
@@ -142,6 +143,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check whether a run is simulatable at the test lengths; write certificate and report."""
+    from simcheck.checker import check
+
+    run = load_run(args.run)
+    attention = f"hardmax:{args.bits}" if args.attention == "hardmax" else "softmax"
+    report = check(
+        run,
+        train_len=args.train_len,
+        test_lengths=parse_lengths(args.test_len),
+        eps=args.eps,
+        delta=args.delta,
+        samples=args.samples,
+        witnesses=[w.strip() for w in args.witnesses.split(",") if w.strip()],
+        seed=args.seed,
+        worst_case=args.worst_case,
+        attention=attention,
+        reference_samples=args.reference_samples,
+        progress=_show_progress(args),
+    )
+    name = "check" if attention == "softmax" else f"check-{attention.replace(':', '')}"
+    out = report.save(args.out or run.path / name)
+    print(report.summary())
+    print(f"wrote {out}/: certificate.json, summary.txt, report.html and figures")
+    return 0 if report.simulatable or not args.strict else 1
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     """Print what a run directory holds: task, model, training, state, last loss, plateau."""
     run = load_run(args.run)
@@ -255,6 +283,40 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.add_argument("--figure", type=Path, help="also draw every run's curve into this PNG")
     ev.set_defaults(func=cmd_eval)
+
+    ck = sub.add_parser(
+        "check", help="certify or diagnose simulatability of a run at long test lengths"
+    )
+    ck.add_argument("run", metavar="RUN", help="run directory")
+    ck.add_argument(
+        "--test-len", default="256,1024", help="test lengths T, e.g. 256,1024 (default 256,1024)"
+    )
+    ck.add_argument("--train-len", type=int, help="training length N (default: the run's)")
+    ck.add_argument("--eps", type=float, default=0.1, help="error to certify (default 0.1)")
+    ck.add_argument(
+        "--delta", type=float, default=0.05, help="fraction of inputs allowed above eps (0.05)"
+    )
+    ck.add_argument("--samples", type=int, default=100, help="long inputs M per length (100)")
+    ck.add_argument(
+        "--witnesses",
+        default="types,blocks,search",
+        help="witness methods, comma-separated (default types,blocks,search)",
+    )
+    ck.add_argument(
+        "--worst-case",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="hill-climb long inputs towards the largest error for ROUNDS rounds",
+    )
+    ck.add_argument("--attention", choices=("softmax", "hardmax"), default="softmax")
+    ck.add_argument("--bits", type=int, default=8, help="precision p for --attention hardmax")
+    ck.add_argument("--reference-samples", type=int, default=256, help="inputs of length <= N")
+    ck.add_argument("--seed", type=int, default=0, help="seed of inputs and witnesses (0)")
+    ck.add_argument("--out", type=Path, help="output directory (default RUN/check)")
+    ck.add_argument("--strict", action="store_true", help="exit 1 when not simulatable")
+    ck.add_argument("--quiet", action="store_true", help="no progress bar")
+    ck.set_defaults(func=cmd_check)
 
     show = sub.add_parser("show", help="summarise a run directory")
     show.add_argument("run", help="run directory")

@@ -67,12 +67,17 @@ class LocallyBiasedAttention(Attention):
         self.local_bias = nn.Parameter(torch.zeros(cfg.n_heads, locality + 1, dtype=cfg.dtype))
 
     def calculate_attention_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """TransformerLens's scores plus the local bias, written band by band into the score
-        tensor so the cost is O(tau * T), not O(T^2). Queries are the last ``query_len`` of
+        """TransformerLens's scores plus the local bias. Queries are the last ``query_len`` of
         ``key_len`` positions (as with a KV cache)."""
         scores = super().calculate_attention_scores(q, k)
         query_len, key_len = scores.shape[-2:]
-        first_query = key_len - query_len
+        return self.add_local_bias(scores, first_query=key_len - query_len)
+
+    def add_local_bias(self, scores: torch.Tensor, first_query: int) -> torch.Tensor:
+        """Add ``scale(i) * phi[h, i - j]`` in place to ``scores`` [batch, head, query, key],
+        whose rows are the queries ``first_query, first_query + 1, ...`` and whose columns are
+        the keys ``0, 1, ...``. Written band by band, so the cost is O(tau * rows), not
+        O(rows * keys)."""
         for offset in range(self.locality + 1):
             diagonal = first_query - offset  # key column minus query row
             band = scores.diagonal(offset=diagonal, dim1=-2, dim2=-1)  # [batch, head, m]

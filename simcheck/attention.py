@@ -1,0 +1,203 @@
+"""Attention computed query block by query block, in softmax or finite-precision mode.
+
+TransformerLens materialises every layer's T x T score and pattern tensors, so a forward pass
+at T = 16384 needs gigabytes per head. `chunked_attention` replaces an attention module's
+``forward`` with one that computes the same thing a block of query rows at a time, against
+only the keys those rows can see (keys <= query), so memory grows linearly in T. It hands
+the score and weight rows of the positions a probe asks for to a callback, and skips rows
+nobody needs (the last layer computed only needs the query positions).
+
+Attention modes:
+
+- ``"softmax"``: the model's own attention.
+- `FinitePrecision(bits)` (``"hardmax"``): the paper's p-bit model (Section 4). The logits
+  of query i are multiplied by log(n) with n = i + 1, the length of the prefix the query
+  sees (at the last position n is the input length); each key's unnormalised weight
+  exp(scaled logit - max) is rounded to 0 when it is below 2^-bits; the rest are
+  normalised. A key whose logit is gamma below the maximum gets weight n^-gamma, so once
+  n > 2^(bits/gamma) the attention is exactly a uniform average over the keys attaining
+  the maximum logit: hard attention.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import einops
+import torch
+import torch.nn.functional as F
+from transformer_lens import HookedTransformer
+from transformer_lens.components.abstract_attention import AbstractAttention
+
+from simcheck.errors import SimcheckError
+from simcheck.positions import LocallyBiasedAttention
+
+SCORE_BUDGET = 1 << 24
+"""Elements of one block of attention scores (batch x heads x rows x keys): 64 MiB."""
+
+
+@dataclass(frozen=True)
+class FinitePrecision:
+    """The paper's finite-precision attention with ``bits`` bits (see the module docstring)."""
+
+    bits: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 64:
+            raise SimcheckError(f"precision bits must be in 1..64, got {self.bits}")
+
+    @property
+    def name(self) -> str:
+        return f"hardmax:{self.bits}"
+
+
+AttentionMode = str | FinitePrecision
+
+
+def parse_attention(mode: AttentionMode | None) -> AttentionMode:
+    """``"softmax"``, ``"hardmax"`` (8 bits), ``"hardmax:P"`` or a `FinitePrecision`."""
+    if mode is None or mode == "softmax":
+        return "softmax"
+    if isinstance(mode, FinitePrecision):
+        return mode
+    if isinstance(mode, str) and mode.split(":")[0] == "hardmax":
+        bits = mode.partition(":")[2]
+        if bits and not bits.isdigit():
+            raise SimcheckError(f"attention mode '{mode}': write hardmax:P with P a bit count")
+        return FinitePrecision(int(bits)) if bits else FinitePrecision()
+    raise SimcheckError(f"unknown attention mode {mode!r}; use 'softmax', 'hardmax' or 'hardmax:P'")
+
+
+def attention_name(mode: AttentionMode) -> str:
+    """The mode as a string, for records and file names."""
+    return mode.name if isinstance(mode, FinitePrecision) else mode
+
+
+def attention_weights(
+    scores: torch.Tensor, query_pos: torch.Tensor, mode: AttentionMode
+) -> torch.Tensor:
+    """Weights from logits [batch, head, rows, keys] (masked keys -inf) of the queries at
+    ``query_pos`` [rows]."""
+    if mode == "softmax":
+        weights = F.softmax(scores, dim=-1)
+        return torch.nan_to_num(weights, nan=0.0)
+    assert isinstance(mode, FinitePrecision)
+    scale = torch.log1p(query_pos.to(scores.dtype))[:, None]  # log n, n = i + 1
+    finite = torch.isfinite(scores)
+    scaled = torch.where(finite, scores * scale, torch.full_like(scores, -math.inf))
+    top = scaled.amax(dim=-1, keepdim=True)
+    relative = torch.exp(scaled - top)
+    relative = torch.where(relative < 2.0**-mode.bits, torch.zeros_like(relative), relative)
+    return relative / relative.sum(dim=-1, keepdim=True)
+
+
+RowsCallback = Callable[[int, int, int, torch.Tensor, torch.Tensor], None]
+"""Called as ``(layer, first_row, stop_row, scores, weights)`` with the [batch, head, rows,
+keys <= stop_row] blocks of one attention computation."""
+
+
+def _alibi_bias(attn: AbstractAttention, first: int, stop: int) -> torch.Tensor:
+    """ALiBi's bias -m_h (i - j) for query rows first..stop-1 and keys 0..stop-1."""
+    slopes = AbstractAttention.create_alibi_multipliers(attn.cfg.n_heads, attn.W_Q.device)
+    rows = torch.arange(first, stop, device=slopes.device)[:, None]
+    keys = torch.arange(stop, device=slopes.device)[None, :]
+    return -(rows - keys).clamp_min(0).to(slopes.dtype) * slopes[:, None, None]
+
+
+def _row_blocks(rows: list[tuple[int, int]], block: int) -> Iterator[tuple[int, int]]:
+    for first, stop in rows:
+        for start in range(first, stop, block):
+            yield start, min(stop, start + block)
+
+
+def _chunked_forward(
+    attn: AbstractAttention,
+    layer: int,
+    rows_for: Callable[[int, int], list[tuple[int, int]]],
+    mode: AttentionMode,
+    on_rows: RowsCallback,
+) -> Callable[..., torch.Tensor]:
+    pos_type = attn.cfg.positional_embedding_type
+
+    def forward(
+        query_input: torch.Tensor,
+        key_input: torch.Tensor,
+        value_input: torch.Tensor,
+        past_kv_cache_entry: object = None,
+        additive_attention_mask: object = None,
+        attention_mask: object = None,
+        position_bias: object = None,
+    ) -> torch.Tensor:
+        if past_kv_cache_entry is not None or additive_attention_mask is not None:
+            raise SimcheckError("recording does not support KV caches or attention masks")
+        q, k, v = attn.calculate_qkv_matrices(query_input, key_input, value_input)
+        if pos_type == "rotary":
+            q = attn.hook_rot_q(attn.apply_rotary(q, 0, None))
+            k = attn.hook_rot_k(attn.apply_rotary(k, 0, None))
+        batch, length, heads, _ = q.shape
+        z = v.new_zeros(batch, length, heads, v.shape[-1])
+        block = max(1, SCORE_BUDGET // (batch * heads * length))
+        for first, stop in _row_blocks(rows_for(layer, length), block):
+            scores = AbstractAttention.calculate_attention_scores(
+                attn, q[:, first:stop], k[:, :stop]
+            )
+            if isinstance(attn, LocallyBiasedAttention):
+                attn.add_local_bias(scores, first_query=first)
+            if pos_type == "alibi":
+                scores = scores + _alibi_bias(attn, first, stop)
+            query_pos = torch.arange(first, stop, device=scores.device)
+            future = torch.arange(stop, device=scores.device)[None, :] > query_pos[:, None]
+            scores = scores.masked_fill(future, -math.inf)
+            weights = attention_weights(scores, query_pos, mode)
+            on_rows(layer, first, stop, scores, weights)
+            z[:, first:stop] = (weights @ v[:, :stop].transpose(1, 2)).transpose(1, 2)
+        z = attn.hook_z(z)
+        w_out = einops.rearrange(attn.W_O, "head d_head d_model -> d_model (head d_head)")
+        return F.linear(z.reshape(batch, length, -1), w_out, attn.b_O)
+
+    return forward
+
+
+def supports_chunked_attention(model: torch.nn.Module) -> bool:
+    """Whether `chunked_attention` reproduces this model's attention exactly: a
+    `HookedTransformer` with plain causal attention (no attention result hook, sinks, QK
+    norms, soft caps or relative position bias)."""
+    if not isinstance(model, HookedTransformer):
+        return False
+    cfg = model.cfg
+    return (
+        cfg.attention_dir == "causal"
+        and not cfg.use_attn_result
+        and not cfg.use_split_qkv_input
+        and not getattr(cfg, "use_attention_sinks", False)
+        and not getattr(cfg, "use_logn_attn", False)
+        and getattr(cfg, "attn_scores_soft_cap", -1.0) <= 0
+        and cfg.original_architecture in (None, "GPT2LMHeadModel")
+        and cfg.positional_embedding_type in ("standard", "rotary", "alibi")
+        and all(isinstance(block.attn, AbstractAttention) for block in model.blocks)
+    )
+
+
+@contextmanager
+def chunked_attention(
+    model: HookedTransformer,
+    rows_for: Callable[[int, int], list[tuple[int, int]]],
+    mode: AttentionMode,
+    on_rows: RowsCallback,
+) -> Iterator[None]:
+    """Within the block, every attention layer of ``model`` computes only the query rows
+    ``rows_for(layer, length)`` (a list of [first, stop) ranges; other rows output zero),
+    in blocks of rows, with ``mode``'s weights, and reports each block to ``on_rows``."""
+    patched = []
+    try:
+        for layer, block in enumerate(model.blocks):
+            # an instance attribute shadows the class's forward; deleting it restores it
+            block.attn.forward = _chunked_forward(block.attn, layer, rows_for, mode, on_rows)
+            patched.append(block.attn)
+        yield
+    finally:
+        for attn in patched:
+            del attn.forward
