@@ -6,12 +6,14 @@ The public API:
 - models: `build_model`, `ModelSpec`;
 - training: `train`, `TrainConfig`, `load_run`, `Run`;
 - evaluation: `evaluate`, `EvalResult`;
+- the simulation check: `check` (returns a `simcheck.report.CheckReport`);
 - recording internal states: `record`, `Recording`, `FinitePrecision` (probes live in
   `simcheck.probes`);
 - errors: `SimcheckError` and its subclasses.
 """
 
 from simcheck.attention import FinitePrecision
+from simcheck.checker import check
 from simcheck.errors import (
     LengthError,
     RunDirError,
@@ -44,6 +46,7 @@ __all__ = [
     "TrainingDiverged",
     "TrainingInterrupted",
     "build_model",
+    "check",
     "evaluate",
     "get_task",
     "load_run",

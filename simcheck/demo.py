@@ -4,7 +4,9 @@ ModPTask(p=3, k=0) asks for the fraction of 1-tokens at positions 0, 3, 6, ... A
 the limit transformer's periodic positions (a table indexed by position mod 3) sees the same
 kind of position at every length; a model with a learned absolute table has never trained
 the rows beyond 32. The demo trains both, evaluates both from 8 to 1024 tokens, prints the
-tables and draws the two curves into one figure.
+tables and draws the two curves into one figure. Then it runs the simulation check on each:
+the periodic model is certified at T=1024, the learned one is refused at T=256 with a
+diagnosis, and each writes a certificate and an HTML report into its run directory.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from simcheck.checker import check
 from simcheck.evaluation import EvalResult, evaluate
 from simcheck.plotting import length_curves_figure, save_figure
 from simcheck.training import train
@@ -20,6 +23,7 @@ DEMO_TASK = "modp:p=3,k=0"
 DEMO_TRAIN_LEN = 32
 DEMO_LENGTHS = (8, 16, 32, 64, 128, 256, 512, 1024)
 DEMO_FIGURE = "length_generalization.png"
+DEMO_CHECK_LENGTHS = {"periodic": 1024, "learned": 256}
 
 
 def run_demo(out: Path, steps: int = 3000, progress: bool = True) -> dict[str, EvalResult]:
@@ -39,6 +43,10 @@ def run_demo(out: Path, steps: int = 3000, progress: bool = True) -> dict[str, E
         )
         results[pos] = evaluate(run, DEMO_LENGTHS, samples=256, progress=progress)
         print(results[pos].format_table())
+        print(f"\n-- simulation check of pos={pos} at T={DEMO_CHECK_LENGTHS[pos]}")
+        report = check(run, test_lengths=[DEMO_CHECK_LENGTHS[pos]], progress=progress)
+        print(report.summary(), end="")
+        print(f"certificate and report: {report.save(run.path / 'check')}")
     curves = [result.curve(f"pos={pos}") for pos, result in results.items()]
     curves[0]["baseline_label"] = "position-blind baseline (global fraction of 1s)"
     curves[1]["baseline"] = None  # the same inputs, so the same baseline
