@@ -19,11 +19,10 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from transformer_lens import HookedTransformer
 
 from simcheck.errors import SimcheckError
 
-from .base import Probe, ProbeContext
+from .base import Probe, ProbeContext, is_hooked_transformer
 
 MassKind = Literal["token", "residue", "type", "window"]
 
@@ -60,7 +59,8 @@ def _rebuilt_logits(q: torch.Tensor, k: torch.Tensor, query: torch.Tensor) -> to
     """q k^T / sqrt(d_head) for q [batch, query, head, d] and k [batch, key, head, d], with
     keys after each query masked to -inf: [batch, query, head, key]."""
     scores = torch.einsum("bqhd,bkhd->bqhk", q, k) / math.sqrt(q.shape[-1])
-    future = torch.arange(k.shape[1])[None, :] > query[:, None]  # [query, key]
+    keys = torch.arange(k.shape[1], device=k.device)
+    future = keys[None, :] > query.to(k.device)[:, None]  # [query, key]
     return scores.masked_fill(future[None, :, None, :], -math.inf)
 
 
@@ -79,7 +79,7 @@ class AttentionLogits(_AttentionProbe):
         return f"{self.label}{'_qk' if self.rebuild else ''}.L{self.layer}"
 
     def _rebuilds(self, model: Any) -> bool:
-        return self.rebuild or not isinstance(model, HookedTransformer)
+        return self.rebuild or not is_hooked_transformer(model)
 
     def hook_names(self, model: Any) -> list[str]:
         self._check_layer(model, self.layer)
@@ -179,14 +179,15 @@ class AttentionMass(_AttentionProbe):
         return spec.locality if spec is not None and spec.locality is not None else 0
 
     def capture(self, hook_name: str, value: torch.Tensor, context: ProbeContext) -> torch.Tensor:
-        tokens, length = context.tokens, value.shape[-1]
+        tokens, length = context.tokens.to(value.device), value.shape[-1]
+        keys = torch.arange(length, device=value.device)
         if self.by == "window":
-            offset = context.query[:, None] - torch.arange(length)[None, :]  # [query, key]
+            offset = context.query.to(value.device)[:, None] - keys[None, :]  # [query, key]
             inside = (offset <= self._window(context.model)).to(value.dtype)
             mass_in = torch.einsum("bqhk,qk->bqh", value, inside)
             return torch.stack([mass_in, value.sum(-1) - mass_in], dim=-1)
         period, vocab = self._period(context.model), context.model.cfg.d_vocab
-        residue = torch.arange(length) % period
+        residue = keys % period
         if self.by == "residue":
             index, types = residue.expand_as(tokens), period
         elif self.by == "token":

@@ -38,6 +38,12 @@ ATTENTION_HOOKS = ("attn.hook_attn_scores", "attn.hook_pattern")
 """Hook names (suffixes) whose values are [batch, head, query, key] attention tensors."""
 
 
+def is_hooked_transformer(model: Any) -> bool:
+    """Whether ``model`` is a TransformerLens 3.x ``HookedTransformer`` (checked by class name,
+    so this module imports under TransformerLens 4.x too)."""
+    return any(cls.__name__ == "HookedTransformer" for cls in type(model).__mro__)
+
+
 @dataclass(frozen=True)
 class ProbeContext:
     """What a probe may need beside the hooked value: the model, the batch's tokens

@@ -10,10 +10,17 @@ The public API:
 - recording internal states: `record`, `Recording`, `FinitePrecision` (probes live in
   `simcheck.probes`);
 - errors: `SimcheckError` and its subclasses.
+
+Names are imported on first use, so ``simcheck.probes`` and ``simcheck.record`` load without
+the parts that need TransformerLens 3.x's ``HookedTransformer`` (they also read 4.x
+``TransformerBridge`` models).
 """
 
-from simcheck.attention import FinitePrecision
-from simcheck.checker import check
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from simcheck.errors import (
     LengthError,
     RunDirError,
@@ -21,14 +28,42 @@ from simcheck.errors import (
     TaskSpecError,
     TrainingDiverged,
 )
-from simcheck.evaluation import EvalResult, evaluate, parse_lengths
-from simcheck.models import POSITIONAL_ENCODINGS, ModelSpec, build_model
-from simcheck.recording import Recording, record
-from simcheck.runs import Run, load_run
-from simcheck.tasks import Task, get_task, register_task
-from simcheck.training import TrainConfig, TrainingInterrupted, train
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "FinitePrecision": "simcheck.attention",
+    "check": "simcheck.checker",
+    "EvalResult": "simcheck.evaluation",
+    "evaluate": "simcheck.evaluation",
+    "parse_lengths": "simcheck.evaluation",
+    "POSITIONAL_ENCODINGS": "simcheck.models",
+    "ModelSpec": "simcheck.models",
+    "build_model": "simcheck.models",
+    "Recording": "simcheck.recording",
+    "record": "simcheck.recording",
+    "Run": "simcheck.runs",
+    "load_run": "simcheck.runs",
+    "Task": "simcheck.tasks",
+    "get_task": "simcheck.tasks",
+    "register_task": "simcheck.tasks",
+    "TrainConfig": "simcheck.training",
+    "TrainingInterrupted": "simcheck.training",
+    "train": "simcheck.training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'simcheck' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "POSITIONAL_ENCODINGS",

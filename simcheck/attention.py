@@ -25,15 +25,19 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import einops
 import torch
 import torch.nn.functional as F
-from transformer_lens import HookedTransformer
-from transformer_lens.components.abstract_attention import AbstractAttention
 
 from simcheck.errors import SimcheckError
-from simcheck.positions import LocallyBiasedAttention
+
+try:
+    from transformer_lens import HookedTransformer
+    from transformer_lens.components.abstract_attention import AbstractAttention
+except ImportError:  # TransformerLens 4.x: no HookedTransformer, only the hooks engine runs
+    HookedTransformer = AbstractAttention = None
 
 SCORE_BUDGET = 1 << 24
 """Elements of one block of attention scores (batch x heads x rows x keys): 64 MiB."""
@@ -99,7 +103,7 @@ RowsCallback = Callable[[int, int, int, torch.Tensor, torch.Tensor], None]
 keys <= stop_row] blocks of one attention computation."""
 
 
-def _alibi_bias(attn: AbstractAttention, first: int, stop: int) -> torch.Tensor:
+def _alibi_bias(attn: Any, first: int, stop: int) -> torch.Tensor:
     """ALiBi's bias -m_h (i - j) for query rows first..stop-1 and keys 0..stop-1."""
     slopes = AbstractAttention.create_alibi_multipliers(attn.cfg.n_heads, attn.W_Q.device)
     rows = torch.arange(first, stop, device=slopes.device)[:, None]
@@ -114,7 +118,7 @@ def _row_blocks(rows: list[tuple[int, int]], block: int) -> Iterator[tuple[int, 
 
 
 def _chunked_forward(
-    attn: AbstractAttention,
+    attn: Any,
     layer: int,
     rows_for: Callable[[int, int], list[tuple[int, int]]],
     mode: AttentionMode,
@@ -144,7 +148,7 @@ def _chunked_forward(
             scores = AbstractAttention.calculate_attention_scores(
                 attn, q[:, first:stop], k[:, :stop]
             )
-            if isinstance(attn, LocallyBiasedAttention):
+            if hasattr(attn, "add_local_bias"):  # simcheck.positions.LocallyBiasedAttention
                 attn.add_local_bias(scores, first_query=first)
             if pos_type == "alibi":
                 scores = scores + _alibi_bias(attn, first, stop)
@@ -165,7 +169,7 @@ def supports_chunked_attention(model: torch.nn.Module) -> bool:
     """Whether `chunked_attention` reproduces this model's attention exactly: a
     `HookedTransformer` with plain causal attention (no attention result hook, sinks, QK
     norms, soft caps or relative position bias)."""
-    if not isinstance(model, HookedTransformer):
+    if HookedTransformer is None or not isinstance(model, HookedTransformer):
         return False
     cfg = model.cfg
     return (
@@ -183,7 +187,7 @@ def supports_chunked_attention(model: torch.nn.Module) -> bool:
 
 @contextmanager
 def chunked_attention(
-    model: HookedTransformer,
+    model: Any,
     rows_for: Callable[[int, int], list[tuple[int, int]]],
     mode: AttentionMode,
     on_rows: RowsCallback,

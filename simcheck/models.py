@@ -25,9 +25,10 @@ from typing import Any, Literal
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from simcheck.errors import LengthError, SimcheckError
+from simcheck.errors import SimcheckError
+from simcheck.inputs import check_input_length, check_token_ids
 from simcheck.positions import LocallyBiasedAttention, LocalScale, PeriodicPosEmbed
-from simcheck.tasks import Task, TokenError
+from simcheck.tasks import Task
 
 PositionalEncoding = Literal["none", "learned", "rotary", "alibi", "periodic"]
 POSITIONAL_ENCODINGS: tuple[str, ...] = ("none", "learned", "rotary", "alibi", "periodic")
@@ -245,32 +246,6 @@ def _install_local_bias(model: HookedTransformer, spec: ModelSpec) -> None:
         biased.load_state_dict(block.attn.state_dict(), strict=False)
         block.attn = biased
     model.setup()  # re-index hook points: the attention modules are new objects
-
-
-def check_input_length(model: HookedTransformer, length: int) -> None:
-    """Raise `LengthError` if ``model`` cannot take inputs of ``length`` tokens."""
-    limit = model.cfg.n_ctx
-    if length <= limit:
-        return
-    spec = getattr(model, "simcheck_spec", None)
-    kind = f"pos='{spec.pos}'" if spec else "this model"
-    raise LengthError(
-        f"input length {length} exceeds the {limit} positions this model can take ({kind}, "
-        f"n_ctx={limit}); use lengths <= {limit}, or train with --n-ctx {length} or a "
-        "positional encoding without a table (periodic, none, rotary, alibi)"
-    )
-
-
-def check_token_ids(model: HookedTransformer, tokens: torch.Tensor) -> None:
-    """Raise `TokenError` if any id in ``tokens`` is outside the model's vocabulary."""
-    if not tokens.numel():
-        return
-    low, high = int(tokens.min()), int(tokens.max())
-    if low < 0 or high >= model.cfg.d_vocab:
-        raise TokenError(
-            f"token id {low if low < 0 else high} is outside the model's vocabulary "
-            f"0..{model.cfg.d_vocab - 1}; check that the task's vocab_size matches the model's"
-        )
 
 
 def auto_batch_size(model: HookedTransformer, length: int, budget: int = 1 << 25) -> int:

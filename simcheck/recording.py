@@ -30,7 +30,7 @@ from simcheck.attention import (
     supports_chunked_attention,
 )
 from simcheck.errors import SimcheckError
-from simcheck.models import check_input_length, check_token_ids
+from simcheck.inputs import check_input_length, check_token_ids
 from simcheck.probes import Probe, ProbeContext
 from simcheck.probes.base import ATTENTION_HOOKS, KEY_INDEXED_HOOKS
 
@@ -124,6 +124,7 @@ class _Batch:
         self.model, self.probes, self.context = model, probes, context
         self.captured: dict[str, dict[str, torch.Tensor]] = {p.name: {} for p in probes}
         self.query = context.query
+        self.positions = [int(q) for q in context.query]  # ints: no device sync per block
         self.rows: dict[tuple[int, str], torch.Tensor] = {}  # attention rows being filled
 
     def keep(self, probe: Probe, hook_name: str, value: torch.Tensor) -> None:
@@ -140,7 +141,7 @@ class _Batch:
         self, layer: int, first: int, stop: int, scores: torch.Tensor, weights: torch.Tensor
     ) -> None:
         """Chunked engine callback: copy the query rows of one block of attention."""
-        inside = [(i, int(p)) for i, p in enumerate(self.query) if first <= p < stop]
+        inside = [(i, p) for i, p in enumerate(self.positions) if first <= p < stop]
         for kind, block in (("attn.hook_attn_scores", scores), ("attn.hook_pattern", weights)):
             key = (layer, kind)
             if key not in self.rows or not inside:
@@ -175,8 +176,7 @@ def record(
     names = [p.name for p in probes]
     if not probes or len(set(names)) != len(names):
         raise SimcheckError(f"record needs at least one probe and distinct probes, got {names}")
-    if hasattr(model, "cfg"):
-        check_input_length(model, length)
+    check_input_length(model, length)
     check_token_ids(model, tokens)
     mode = parse_attention(attention)
     query = query_positions(length, positions)
@@ -192,13 +192,15 @@ def record(
     size = batch_size or max(1, TOKEN_BUDGET // length)
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     batches = tokens.split(size)
+    device = _device(model)
     for chunk in tqdm(batches, desc=f"record T={length}", disable=not progress or len(batches) < 2):
-        context = ProbeContext(model, chunk, query, mode)
+        chunk = chunk.to(device)
+        context = ProbeContext(model, chunk, query.to(device), mode)
         batch = _Batch(model, probes, context)
         if chunked:
             _run_chunked(model, chunk, batch, wanted, deepest, mode)
         else:
-            hooks = [(h, _hook_fn(batch, p)) for p, h in wanted]
+            hooks = [(h, _hook_fn(batch, p, h)) for p, h in wanted]
             model.run_with_hooks(chunk, fwd_hooks=hooks)
         for name, value in batch.values().items():
             outputs[name].append(value)
@@ -208,9 +210,20 @@ def record(
     )
 
 
-def _hook_fn(batch: _Batch, probe: Probe):
+def _device(model: Any) -> torch.device:
+    """Where the model's (first) weights live: inputs, query positions and the probe values
+    go there too, so probes never mix devices."""
+    weight = next(model.parameters(), None)
+    return weight.device if weight is not None else torch.device("cpu")
+
+
+def _hook_fn(batch: _Batch, probe: Probe, name: str):
+    """A hook that keeps the query slice of its value for ``probe`` under ``name``, the name
+    the probe asked for (a 4.x bridge reports internal names such as
+    ``blocks.0.attn.k.hook_out`` for ``blocks.0.attn.hook_k``)."""
+
     def hook(value: torch.Tensor, hook: Any) -> None:
-        batch.keep(probe, hook.name, batch.sliced(hook.name, value))
+        batch.keep(probe, name, batch.sliced(name, value))
 
     return hook
 
@@ -225,7 +238,7 @@ def _run_chunked(
 ) -> None:
     n_layers = model.cfg.n_layers
     last = min(deepest, n_layers - 1)
-    query_runs = _runs([int(q) for q in batch.query])
+    query_runs = _runs(batch.positions)
     heads, length = model.cfg.n_heads, tokens.shape[1]
     hooks = []
     for probe, hook_name in wanted:
@@ -239,9 +252,9 @@ def _run_chunked(
             if (layer, kind) not in batch.rows:
                 fill = 0.0 if kind == "attn.hook_pattern" else float("-inf")
                 shape = (tokens.shape[0], len(batch.query), heads, length)
-                batch.rows[(layer, kind)] = torch.full(shape, fill)
+                batch.rows[(layer, kind)] = torch.full(shape, fill, device=tokens.device)
         else:
-            hooks.append((hook_name, _hook_fn(batch, probe)))
+            hooks.append((hook_name, _hook_fn(batch, probe, hook_name)))
 
     def rows_for(layer: int, n: int) -> list[tuple[int, int]]:
         return query_runs if layer == last else [(0, n)]

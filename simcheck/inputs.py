@@ -1,0 +1,40 @@
+"""Input guards shared by every forward pass: length and token ids.
+
+Free of TransformerLens imports, so recording works on any model with a ``cfg`` (a
+TransformerLens 3.x ``HookedTransformer`` or a 4.x ``TransformerBridge``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from simcheck.errors import LengthError
+from simcheck.tasks import TokenError
+
+
+def check_input_length(model: Any, length: int) -> None:
+    """Raise `LengthError` if ``model`` cannot take inputs of ``length`` tokens."""
+    limit = model.cfg.n_ctx
+    if length <= limit:
+        return
+    spec = getattr(model, "simcheck_spec", None)
+    kind = f"pos='{spec.pos}'" if spec else "this model"
+    raise LengthError(
+        f"input length {length} exceeds the {limit} positions this model can take ({kind}, "
+        f"n_ctx={limit}); use lengths <= {limit}, or train with --n-ctx {length} or a "
+        "positional encoding without a table (periodic, none, rotary, alibi)"
+    )
+
+
+def check_token_ids(model: Any, tokens: torch.Tensor) -> None:
+    """Raise `TokenError` if any id in ``tokens`` is outside the model's vocabulary."""
+    if not tokens.numel():
+        return
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= model.cfg.d_vocab:
+        raise TokenError(
+            f"token id {low if low < 0 else high} is outside the model's vocabulary "
+            f"0..{model.cfg.d_vocab - 1}; check that the task's vocab_size matches the model's"
+        )
