@@ -84,6 +84,14 @@ class AttentionLogits(_AttentionProbe):
     def hook_names(self, model: Any) -> list[str]:
         self._check_layer(model, self.layer)
         if self._rebuilds(model):
+            spec = getattr(model, "simcheck_spec", None)
+            if model.cfg.positional_embedding_type == "alibi" or (
+                spec is not None and spec.locality is not None
+            ):
+                raise SimcheckError(
+                    f"{self.name}: rebuilding logits from hook_q and hook_k would miss this "
+                    "model's ALiBi or local attention bias; use rebuild=False"
+                )
             rot = "rot_" if model.cfg.positional_embedding_type == "rotary" else ""
             return [f"blocks.{self.layer}.attn.hook_{rot}{x}" for x in ("q", "k")]
         return [f"blocks.{self.layer}.attn.hook_attn_scores"]
@@ -157,7 +165,12 @@ class AttentionMass(_AttentionProbe):
 
     @property
     def name(self) -> str:
-        return f"attn_mass_{self.by}.L{self.layer}"
+        suffix = ""
+        if self.period is not None and self.by in ("residue", "type"):
+            suffix = f".period={self.period}"
+        if self.window is not None and self.by == "window":
+            suffix = f".window={self.window}"
+        return f"attn_mass_{self.by}.L{self.layer}{suffix}"
 
     def hook_names(self, model: Any) -> list[str]:
         if self.by not in ("token", "residue", "type", "window"):

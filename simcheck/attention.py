@@ -68,8 +68,8 @@ def parse_attention(mode: AttentionMode | None) -> AttentionMode:
     if isinstance(mode, FinitePrecision):
         return mode
     if isinstance(mode, str) and mode.split(":")[0] == "hardmax":
-        bits = mode.partition(":")[2]
-        if bits and not bits.isdigit():
+        _, colon, bits = mode.partition(":")
+        if colon and not bits.isdigit():
             raise SimcheckError(f"attention mode '{mode}': write hardmax:P with P a bit count")
         return FinitePrecision(int(bits)) if bits else FinitePrecision()
     raise SimcheckError(f"unknown attention mode {mode!r}; use 'softmax', 'hardmax' or 'hardmax:P'")

@@ -1,0 +1,226 @@
+"""Time and memory of `simcheck.record` against a bare forward pass and `run_with_cache`.
+
+`simcheck.record` computes attention block by block of query rows, so its memory should grow
+linearly in the input length T, while TransformerLens materialises T x T attention. This
+script measures, for a 2-layer d_model=64 periodic model of ``modp:p=3`` probed at the last
+position with ``default_probes(model, period=3)``, at each length:
+
+- ``record``: ``simcheck.record(model, tokens, probes)``;
+- ``bare``: ``model(tokens)`` under ``torch.no_grad()``;
+- ``run_with_cache``: ``model.run_with_cache(tokens)``;
+- ``record_hardmax``: ``simcheck.record(..., attention="hardmax")``.
+
+Each (method, T) runs in a fresh subprocess so that its peak RSS (``ru_maxrss``) is its own;
+the peak is reset after the model is built where Linux allows it (``/proc/self/clear_refs``).
+An untimed call on a 64-token input comes first, so one-time setup is not timed. The table
+shows the median wall time of ``--repeats`` calls and the peak RSS in MiB, total and, in
+parentheses, the increment over the RSS right after building the model. A quadratic
+method whose estimated memory exceeds ``--memory-limit-gib`` is skipped; one whose
+subprocess dies (out of memory, say) is reported as failed.
+
+Run it from the repository root::
+
+    python benchmarks/record_benchmark.py
+    python benchmarks/record_benchmark.py --lengths 1024,4096 --repeats 5
+
+Threads: ``OMP_NUM_THREADS`` if set, else 2. Batch 1, seed 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+METHODS = ("record", "bare", "run_with_cache", "record_hardmax")
+LAYERS, D_MODEL, PERIOD, BATCH = 2, 64, 3, 1
+FLOAT_BYTES = 4
+GIB = 1 << 30
+
+
+def threads() -> int:
+    """Torch threads: ``OMP_NUM_THREADS`` when the environment sets it, else 2."""
+    return int(os.environ.get("OMP_NUM_THREADS", "2"))
+
+
+QUADRATIC_TENSORS = {"run_with_cache": 4 * LAYERS, "bare": 4}
+"""T x T float tensors alive at the peak: ``run_with_cache`` keeps about four per layer (scores,
+masked scores, pattern and their cached copies), a bare pass about four at a time, one layer
+after the other. `record` holds no T x T tensor, so it is never skipped."""
+WARMUP_LENGTH = 64
+"""An untimed call on this many tokens first, so one-time setup is not timed."""
+
+
+def estimated_bytes(method: str, length: int, heads: int) -> float:
+    """Rough peak memory of the T x T attention tensors ``method`` materialises."""
+    return BATCH * heads * length * length * FLOAT_BYTES * QUADRATIC_TENSORS.get(method, 0)
+
+
+def build() -> tuple[Any, Any, list[Any]]:
+    """The benchmarked model, its probes and a seeded token generator."""
+    import torch
+
+    import simcheck
+    from simcheck.probes import default_probes
+
+    model = simcheck.build_model(
+        simcheck.get_task("modp:p=3"), n_layers=LAYERS, d_model=D_MODEL, pos="periodic"
+    )
+    return model, torch.Generator().manual_seed(0), default_probes(model, period=PERIOD)
+
+
+def current_rss_kib() -> int:
+    """Resident memory now, in KiB (``/proc/self/statm``, Linux)."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS, so that the import's peak does not count."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def measure_one(method: str, length: int, repeats: int) -> dict[str, Any]:
+    """Run ``method`` at ``length`` ``repeats`` times in this process: times and peak RSS."""
+    import torch
+
+    import simcheck
+
+    torch.set_num_threads(threads())
+    model, generator, probes = build()
+    tokens = torch.randint(0, 2, (BATCH, length), generator=generator)
+
+    @torch.no_grad()
+    def call(inputs: torch.Tensor) -> None:
+        if method == "record":
+            simcheck.record(model, inputs, probes)
+        elif method == "record_hardmax":
+            simcheck.record(model, inputs, probes, attention="hardmax")
+        elif method == "bare":
+            model(inputs)
+        else:
+            model.run_with_cache(inputs)
+
+    call(tokens[:, :WARMUP_LENGTH])
+    base = current_rss_kib()
+    reset = reset_peak_rss()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call(tokens)
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"times": times, "peak_kib": peak, "base_kib": base, "peak_reset": reset}
+
+
+def run_subprocess(method: str, length: int, repeats: int) -> dict[str, Any] | str:
+    """`measure_one` in a fresh interpreter; a string says why there is no measurement."""
+    command = [sys.executable, __file__, "--one", method, str(length), "--repeats", str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"failed (exit {done.returncode}: {last[:80]})"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", default="1024,4096,16384", help="comma-separated T")
+    parser.add_argument("--repeats", type=int, default=3, help="calls per measurement (median)")
+    parser.add_argument("--memory-limit-gib", type=float, default=12.0)
+    parser.add_argument("--one", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.one:
+        method, length = args.one[0], int(args.one[1])
+        print(json.dumps(measure_one(method, length, args.repeats)))
+        return
+
+    lengths = [int(x) for x in args.lengths.split(",")]
+    heads = build()[0].cfg.n_heads
+    print(
+        f"model: modp:p=3, pos=periodic, {LAYERS} layers, d_model={D_MODEL}, {heads} head(s); "
+        f"batch {BATCH}, {threads()} torch threads, median of {args.repeats}, "
+        f"memory limit {args.memory_limit_gib:g} GiB\n"
+    )
+    print(markdown_row(["T", "method", "median time s", "peak MiB (increment)", "time vs bare"]))
+    print(markdown_row(["---:", "---", "---:", "---:", "---:"]))
+    increments: dict[int, float] = {}
+    resets = True
+    for length in lengths:
+        results: dict[str, dict[str, Any] | str] = {}
+        for method in METHODS:
+            need = estimated_bytes(method, length, heads)
+            if need > args.memory_limit_gib * GIB:
+                results[method] = f"skipped (needs ~{need / GIB:.2f} GiB)"
+            else:
+                results[method] = run_subprocess(method, length, args.repeats)
+        bare = results["bare"]
+        bare_time = statistics.median(bare["times"]) if isinstance(bare, dict) else math.nan
+        for method in METHODS:
+            result = results[method]
+            if isinstance(result, str):
+                print(markdown_row([str(length), method, result, "", ""]))
+                continue
+            median = statistics.median(result["times"])
+            increment = (result["peak_kib"] - result["base_kib"]) / 1024
+            resets = resets and result["peak_reset"]
+            if method == "record":
+                increments[length] = increment
+            ratio = "n/a" if math.isnan(bare_time) else f"{median / bare_time:.2f}x"
+            peak = f"{result['peak_kib'] / 1024:.0f} (+{increment:.0f})"
+            print(markdown_row([str(length), method, f"{median:.3f}", peak, ratio]))
+    if not resets:
+        print("\nnote: the peak RSS could not be reset; increments include the import's peak")
+    print()
+    print(linearity(increments, heads))
+
+
+def linearity(increments: dict[int, float], heads: int) -> str:
+    """Whether `record`'s memory increment grew linearly in T, step by step.
+
+    Up to T = sqrt(SCORE_BUDGET / heads) the engine computes every row in one block, so its
+    memory grows like T^2 there by design; the verdict rests on the step between the two
+    largest lengths. A step counts as linear when the increment grew by at most 1.25 times
+    the length ratio (a quadratic step multiplies it by the square of the ratio).
+    """
+    from simcheck.attention import SCORE_BUDGET
+
+    points = sorted((t, inc) for t, inc in increments.items() if inc > 0)
+    if len(points) < 2:
+        return "record memory: too few measurements to judge its growth."
+    steps = [
+        f"T {t1} -> {t2} (x{t2 / t1:g}): increment x{i2 / i1:.2f}"
+        for (t1, i1), (t2, i2) in itertools.pairwise(points)
+    ]
+    (t1, i1), (t2, i2) = points[-2:]
+    linear = i2 / i1 <= 1.25 * t2 / t1
+    verdict = "grew linearly (or slower)" if linear else "grew faster than linearly"
+    one_block = math.isqrt(SCORE_BUDGET // heads)
+    return (
+        f"record memory {verdict} between the two largest lengths. Steps: {'; '.join(steps)}. "
+        f"Up to T = {one_block} all attention rows fit in one block of SCORE_BUDGET scores, "
+        "so growth below that is quadratic by design."
+    )
+
+
+if __name__ == "__main__":
+    main()
