@@ -5,10 +5,12 @@ over by `simcheck.record`; the summaries (mass, entropy, top weight, margin) hav
 that does not depend on the input length, so a long input's value can be compared with a
 short witness's.
 
-On a TransformerLens 4.x ``TransformerBridge`` ``hook_attn_scores`` carries a copy of the
-pattern, not the logits; `AttentionLogits` (and `LogitMargin`) then rebuild the logits from
-``hook_q`` and ``hook_k`` (q k^T / sqrt(d_head), causally masked). Pass ``rebuild=True`` to
-use that path on any model.
+On a ``TransformerBridge`` (TransformerLens 4.x, also shipped by 3.9) ``hook_attn_scores``
+carries a copy of the pattern for architectures wrapped by the generic attention bridge
+(OPT, GPT-Neo, ...), so `AttentionLogits` (and `LogitMargin`) rebuild the logits from
+``hook_q`` and ``hook_k`` (q k^T / sqrt(d_head), causally masked) on every model that is not
+a ``HookedTransformer``. Pass ``rebuild=True`` to use that path on any model without ALiBi or
+a local bias (see docs/transformer_lens_4.md for measured differences).
 """
 
 from __future__ import annotations

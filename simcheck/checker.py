@@ -10,7 +10,8 @@ task and model on both:
 One z must serve task and model at once (the paper's chain), so an input's simulation
 error is the minimum over its witnesses of max(task gap, model gap), and eps* is the
 smallest eps that a 1 - delta fraction of inputs reach. The task's own floor takes the
-witnesses best for the task gap alone: no model beats it at this N. Probe states of x and
+constructed witnesses (not the model-guided search) best for the task gap alone: it depends
+on the task, N and the inputs only, and no model beats it with these constructions. Probe states of x and
 of its chosen witness are compared, normalised by each probe's spread over inputs of
 length <= N; long states are also placed among short ones without witnesses (coverage).
 """
@@ -296,7 +297,6 @@ class _Checker:
         model_gap = self.task.distance(sim.g_x, out.g).numpy()
         joint = np.maximum(task_gap, model_gap)
         sim.by_method["search"] = np.minimum(joint, sim.joint)
-        sim.floor_gap = np.minimum(sim.floor_gap, task_gap)
         for i, witness in enumerate(found):
             sim.witnesses[i].append(witness)
             if joint[i] < sim.joint[i]:

@@ -105,7 +105,8 @@ class LengthResult:
 
     @property
     def ratio(self) -> float:
-        """eps* over the task's floor: 1 means as simulatable as the task itself."""
+        """eps* over the task's floor: 1 means as simulatable as the task itself (below 1
+        when the model-guided search beat the constructions)."""
         return self.eps_star / self.task_floor if self.task_floor > 0 else math.inf
 
     def row(self) -> dict[str, Any]:
