@@ -11,9 +11,10 @@ One z must serve task and model at once (the paper's chain), so an input's simul
 error is the minimum over its witnesses of max(task gap, model gap), and eps* is the
 smallest eps that a 1 - delta fraction of inputs reach. The task's own floor takes the
 constructed witnesses (not the model-guided search) best for the task gap alone: it depends
-on the task, N and the inputs only, and no model beats it with these constructions. Probe states of x and
-of its chosen witness are compared, normalised by each probe's spread over inputs of
-length <= N; long states are also placed among short ones without witnesses (coverage).
+on the task, N and the inputs only, and no model beats it with these constructions. Probe
+states of x and of its chosen witness are compared, normalised by each probe's spread over
+inputs of length <= N; long states are also placed among short ones without witnesses
+(coverage).
 """
 
 from __future__ import annotations
