@@ -106,6 +106,13 @@ def _hook_layer(name: str, n_layers: int) -> int:
     )
 
 
+def _attention_key(hook_name: str, n_layers: int) -> tuple[int, str]:
+    """(layer, kind) of an attention hook, kind ``attn.hook_pattern`` or
+    ``attn.hook_attn_scores``: where the chunked engine collects its query rows."""
+    kind = "attn.hook_pattern" if hook_name.endswith("hook_pattern") else "attn.hook_attn_scores"
+    return _hook_layer(hook_name, n_layers), kind
+
+
 def _runs(positions: list[int]) -> list[tuple[int, int]]:
     """Sorted positions as [first, stop) runs of consecutive integers."""
     runs: list[tuple[int, int]] = []
@@ -243,16 +250,11 @@ def _run_chunked(
     hooks = []
     for probe, hook_name in wanted:
         if hook_name.endswith(ATTENTION_HOOKS):
-            layer = _hook_layer(hook_name, n_layers)
-            kind = (
-                "attn.hook_pattern"
-                if hook_name.endswith("hook_pattern")
-                else "attn.hook_attn_scores"
-            )
-            if (layer, kind) not in batch.rows:
-                fill = 0.0 if kind == "attn.hook_pattern" else float("-inf")
+            key = _attention_key(hook_name, n_layers)
+            if key not in batch.rows:
+                fill = 0.0 if key[1] == "attn.hook_pattern" else float("-inf")
                 shape = (tokens.shape[0], len(batch.query), heads, length)
-                batch.rows[(layer, kind)] = torch.full(shape, fill, device=tokens.device)
+                batch.rows[key] = torch.full(shape, fill, device=tokens.device)
         else:
             hooks.append((hook_name, _hook_fn(batch, probe, hook_name)))
 
@@ -264,10 +266,4 @@ def _run_chunked(
         model.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=stop)
     for probe, hook_name in wanted:
         if hook_name.endswith(ATTENTION_HOOKS):
-            layer = _hook_layer(hook_name, n_layers)
-            kind = (
-                "attn.hook_pattern"
-                if hook_name.endswith("hook_pattern")
-                else "attn.hook_attn_scores"
-            )
-            batch.keep(probe, hook_name, batch.rows[(layer, kind)])
+            batch.keep(probe, hook_name, batch.rows[_attention_key(hook_name, n_layers)])

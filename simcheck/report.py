@@ -107,7 +107,9 @@ class LengthResult:
     def ratio(self) -> float:
         """eps* over the task's floor: 1 means as simulatable as the task itself (below 1
         when the model-guided search beat the constructions)."""
-        return self.eps_star / self.task_floor if self.task_floor > 0 else math.inf
+        if self.task_floor > 0:
+            return self.eps_star / self.task_floor
+        return 1.0 if self.eps_star == 0 else math.inf
 
     def row(self) -> dict[str, Any]:
         """One row of `CheckReport.table`."""

@@ -30,6 +30,7 @@ def draw_decomposition(report: CheckReport, ax: Axes) -> None:
     ax.axhline(report.config["eps"], color="red", lw=0.8, label="eps")
     ax.set_xscale("log", base=2)
     ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("test length T")
     ax.set_ylabel("error (mean over inputs)")
     ax.set_title(f"error decomposition (N={report.config['train_len']})", fontsize=9)
@@ -42,6 +43,10 @@ def draw_discrepancy(report: CheckReport, ax: Axes) -> None:
     table = report.probe_table()
     values = table.to_numpy(dtype=float)
     image = ax.imshow(np.log10(np.clip(values, 1e-4, None)), aspect="auto", cmap="magma")
+    for (row, col), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            color = "black" if value > 0.1 else "white"
+            ax.text(col, row, f"{value:.2g}", ha="center", va="center", fontsize=6, color=color)
     ax.set_yticks(range(len(table.index)))
     ax.set_yticklabels([f"{p} h{h}" if h != "" else p for p, h in table.index], fontsize=6)
     ax.set_xticks(range(len(table.columns)))
