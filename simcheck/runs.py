@@ -58,14 +58,24 @@ RUN_FILES = (
 FORMAT_VERSION = 1
 
 
+def _default_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give: 0o666 minus the umask (read
+    by setting and restoring it, the only portable way)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+    The file gets the usual permissions (the temporary file starts private)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        tmp.chmod(_default_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

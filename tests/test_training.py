@@ -478,3 +478,18 @@ def test_position_offsets_train_exactly_the_rows_they_cover(
 def test_load_run_with_a_task_that_does_not_fit(run_copy):
     with pytest.raises(simcheck.RunDirError, match="does not fit"):
         simcheck.load_run(run_copy, task=simcheck.get_task("kgram:S=4"))
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    """Files written atomically are readable like any other file (umask applies), not
+    left private as the temporary file was created."""
+    import os
+
+    from simcheck.runs import write_text
+
+    umask = os.umask(0o022)
+    try:
+        write_text(tmp_path / "report.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "report.txt").stat().st_mode & 0o777 == 0o644
