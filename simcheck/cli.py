@@ -12,11 +12,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from simcheck.errors import SimcheckError
 from simcheck.evaluation import evaluate, parse_lengths
 from simcheck.models import INIT_MODES, POSITIONAL_ENCODINGS
 from simcheck.plotting import length_curves_figure, save_figure
+from simcheck.report import CERTIFICATE_FILE
 from simcheck.runs import (
     EVAL_CSV,
     EVAL_JSON,
@@ -25,6 +27,7 @@ from simcheck.runs import (
     METRICS_FILE,
     load_run,
     read_json,
+    weights_hash,
 )
 from simcheck.tasks import task_class, task_names, task_parameters
 from simcheck.training import TrainingInterrupted, resume_training, train
@@ -197,12 +200,29 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(
                 f"plateau   {evaluation['plateau']:.3e} at lengths {evaluation['plateau_lengths']}"
             )
+    for certificate in sorted(run.path.glob(f"check*/{CERTIFICATE_FILE}")):
+        _show_certificate(certificate, run)
     versions = run.spec.get("versions", {})
     print(
         f"versions  simcheck {versions.get('simcheck')}, torch {versions.get('torch')}, "
         f"transformer-lens {versions.get('transformer-lens')}"
     )
     return 0
+
+
+def _show_certificate(path: Path, run: Any) -> None:
+    """One line per saved check: its verdict and eps* per length, flagged when the weights
+    have changed since (a resumed or retrained run)."""
+    try:
+        certificate = read_json(path)
+        eps_star = ", ".join(f"T={r['T']}: {r['eps_star']:.3g}" for r in certificate["results"])
+        verdict = certificate["verdict"]
+        same = certificate["config"]["model"]["weights_sha256"] == weights_hash(run.model)
+    except (SimcheckError, KeyError, TypeError):
+        print(f"check     {path.parent.name}: unreadable certificate {path}")
+        return
+    stale = "" if same else " [weights changed since]"
+    print(f"check     {path.parent.name}: {verdict} (eps* {eps_star}){stale}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -440,6 +440,22 @@ def test_cli_check_strict_fails_when_not_simulatable(trained_run, tmp_path, caps
     assert "NOT simulatable" in capsys.readouterr().out
 
 
+def test_cli_show_lists_the_checks_saved_in_the_run(trained_run, capsys):
+    """`simcheck check RUN` saves into RUN/check by default; `simcheck show` reports it, and
+    flags it once the weights no longer match."""
+    argv = ["check", str(trained_run), *CLI_CHECK, "--witnesses", "types"]
+    assert main(argv) == 0
+    certificate = json.loads((trained_run / "check" / CERTIFICATE_FILE).read_text())
+    capsys.readouterr()
+    assert main(["show", str(trained_run)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("check"))
+    assert certificate["verdict"] in line and "weights changed" not in line
+    certificate["config"]["model"]["weights_sha256"] = "0" * 64
+    (trained_run / "check" / CERTIFICATE_FILE).write_text(json.dumps(certificate))
+    assert main(["show", str(trained_run)]) == 0
+    assert "[weights changed since]" in capsys.readouterr().out
+
+
 def test_cli_check_of_a_missing_run_is_a_one_line_error(tmp_path, capsys):
     assert main(["check", str(tmp_path / "missing"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
