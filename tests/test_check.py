@@ -82,11 +82,10 @@ def modp_sample(count: int, length: int, seed: int = 0) -> torch.Tensor:
     return torch.as_tensor(get_task(MODP).sample(count, length, np.random.default_rng(seed)))
 
 
-@pytest.fixture(scope="module")
-def exact_report():
-    """The check of the exact hand-set model at T=256 from N=32."""
+def hard_check(model):
+    """The finite-precision check of ``model`` at T=256 from N=32 with types witnesses."""
     return check(
-        hand_set_model(),
+        model,
         task=MODP,
         train_len=32,
         test_lengths=[256],
@@ -94,20 +93,18 @@ def exact_report():
         witnesses=["types"],
         **SMALL,
     )
+
+
+@pytest.fixture(scope="module")
+def exact_report():
+    """The check of the exact hand-set model."""
+    return hard_check(hand_set_model())
 
 
 @pytest.fixture(scope="module")
 def jumping_report():
-    """The check of the jumping model at T=256 from N=32."""
-    return check(
-        jumping_model(),
-        task=MODP,
-        train_len=32,
-        test_lengths=[256],
-        attention=HARD,
-        witnesses=["types"],
-        **SMALL,
-    )
+    """The check of the jumping model."""
+    return hard_check(jumping_model())
 
 
 @pytest.fixture(scope="module")
