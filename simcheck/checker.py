@@ -55,7 +55,6 @@ WitnessSpec = str | Callable[..., Any]
 SEARCH_PROBE_WEIGHT = 1e-3
 """Weight of the mean probe discrepancy next to the joint error in the search objective:
 a tie-breaker that keeps the search on strings whose states resemble x's."""
-DEPTH_ORDER_OUTPUT = "output"
 
 
 @dataclass

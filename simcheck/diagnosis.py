@@ -110,14 +110,9 @@ def attention_summary(
         if label not in _SUMMARIES or not match:
             continue
         values = states[probe.name].float().reshape(states[probe.name].shape[0], -1)
-        medians = values.nanquantile(0.5, dim=0) if values.isfinite().all() else _median(values)
+        medians = np.median(values.numpy(), axis=0)  # keeps +inf margins (all-equal rows)
         summary.setdefault(f"L{match.group(1)}", {})[_SUMMARIES[label]] = medians.tolist()
     return summary
-
-
-def _median(values: torch.Tensor) -> torch.Tensor:
-    """Column medians that keep +inf (an all-equal row) as a value."""
-    return torch.from_numpy(np.median(values.numpy(), axis=0))
 
 
 def diagnose(

@@ -127,8 +127,8 @@ def _runs(positions: list[int]) -> list[tuple[int, int]]:
 class _Batch:
     """One forward pass: routes every hooked value, cut to the query rows, to its probes."""
 
-    def __init__(self, model: Any, probes: Sequence[Probe], context: ProbeContext) -> None:
-        self.model, self.probes, self.context = model, probes, context
+    def __init__(self, probes: Sequence[Probe], context: ProbeContext) -> None:
+        self.probes, self.context = probes, context
         self.captured: dict[str, dict[str, torch.Tensor]] = {p.name: {} for p in probes}
         self.query = context.query
         self.positions = [int(q) for q in context.query]  # ints: no device sync per block
@@ -149,9 +149,11 @@ class _Batch:
     ) -> None:
         """Chunked engine callback: copy the query rows of one block of attention."""
         inside = [(i, p) for i, p in enumerate(self.positions) if first <= p < stop]
+        if not inside:
+            return
         for kind, block in (("attn.hook_attn_scores", scores), ("attn.hook_pattern", weights)):
             key = (layer, kind)
-            if key not in self.rows or not inside:
+            if key not in self.rows:
                 continue
             for index, position in inside:
                 self.rows[key][:, index, :, :stop] = block[:, :, position - first]
@@ -203,7 +205,7 @@ def record(
     for chunk in tqdm(batches, desc=f"record T={length}", disable=not progress or len(batches) < 2):
         chunk = chunk.to(device)
         context = ProbeContext(model, chunk, query.to(device), mode)
-        batch = _Batch(model, probes, context)
+        batch = _Batch(probes, context)
         if chunked:
             _run_chunked(model, chunk, batch, wanted, deepest, mode)
         else:

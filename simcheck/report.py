@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,8 +273,6 @@ class CheckReport:
 
     def to_json(self) -> str:
         """The certificate as canonical JSON (sorted keys, two-space indent)."""
-        import json
-
         return json.dumps(self.certificate(), indent=2, sort_keys=True) + "\n"
 
     def summary(self) -> str:

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from handmade import blank_modp_head
 
 import simcheck
 from simcheck import LengthError, SimcheckError, build_model, get_task, record
@@ -42,21 +43,9 @@ def hand_set_model(
     residual coordinate ``value`` (TOKEN: the task's answer; CLASS: the attention mass on
     residue 0) into OUTPUT. With ``pos="learned"`` every row of the n_ctx-row table marks
     its residue."""
-    extra = {"n_ctx": n_ctx} if pos == "learned" else {}
-    model = build_model(
-        get_task(MODP),
-        pos=pos,
-        n_layers=1,
-        n_heads=1,
-        d_model=4,
-        d_mlp=0,
-        normalization="none",
-        **extra,
-    )
+    model = blank_modp_head(pos, **({"n_ctx": n_ctx} if pos == "learned" else {}))
     attn = model.blocks[0].attn
     with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.zero_()
         model.W_E[1, TOKEN] = 1.0
         rows = torch.arange(model.W_pos.shape[0])
         model.W_pos[:, CLASS] = (rows % 3 == 0).float()

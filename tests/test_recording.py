@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from handmade import blank_modp_head
 
 import simcheck
 import simcheck.attention
@@ -249,19 +250,9 @@ def hard_head_model(gap: float) -> SimcheckTransformer:
 
     Residual dimensions: 0 flags positions 0 mod 3, 1 holds the token id, 3 is constant.
     """
-    model = simcheck.build_model(
-        simcheck.get_task("modp:p=3"),
-        pos="periodic",
-        n_layers=1,
-        n_heads=1,
-        d_model=4,
-        d_mlp=0,
-        normalization="none",
-    )
+    model = blank_modp_head()
     attn = model.blocks[0].attn
     with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.zero_()
         model.embed.W_E[1, 1] = 1.0
         model.pos_embed.W_pos[:, 3] = 1.0
         model.pos_embed.W_pos[0, 0] = 1.0
