@@ -7,6 +7,9 @@ The public API:
 - training: `train`, `TrainConfig`, `load_run`, `Run`;
 - evaluation: `evaluate`, `EvalResult`;
 - the simulation check: `check` (returns a `simcheck.report.CheckReport`);
+- sweeps: `sweep` (a grid of points trained, evaluated and checked; returns a `SweepResult`),
+  `load_sweep` (a sweep directory's results table); the theory's numbers are in
+  `simcheck.bounds`;
 - recording internal states: `record`, `Recording`, `FinitePrecision` (probes live in
   `simcheck.probes`);
 - errors: `SimcheckError` and its subclasses.
@@ -44,6 +47,9 @@ _LAZY = {
     "record": "simcheck.recording",
     "Run": "simcheck.runs",
     "load_run": "simcheck.runs",
+    "SweepResult": "simcheck.sweeps",
+    "sweep": "simcheck.sweeps",
+    "load_sweep": "simcheck.sweeps",
     "Task": "simcheck.tasks",
     "get_task": "simcheck.tasks",
     "register_task": "simcheck.tasks",
@@ -75,6 +81,7 @@ __all__ = [
     "Run",
     "RunDirError",
     "SimcheckError",
+    "SweepResult",
     "Task",
     "TaskSpecError",
     "TrainConfig",
@@ -85,8 +92,10 @@ __all__ = [
     "evaluate",
     "get_task",
     "load_run",
+    "load_sweep",
     "parse_lengths",
     "record",
     "register_task",
+    "sweep",
     "train",
 ]

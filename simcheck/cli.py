@@ -1,5 +1,5 @@
-"""The ``simcheck`` command line: ``tasks``, ``train``, ``eval``, ``check``, ``show`` and
-``demo``.
+"""The ``simcheck`` command line: ``tasks``, ``train``, ``eval``, ``check``, ``sweep``,
+``bounds``, ``show`` and ``demo``.
 
 Every subcommand is a thin layer over the Python API of the same name. Errors in the input
 print one line, ``simcheck: error: ...``, that says how to fix them, and exit with status 2.
@@ -29,6 +29,7 @@ from simcheck.runs import (
     read_json,
     weights_hash,
 )
+from simcheck.sweeps import SweepInterrupted
 from simcheck.tasks import task_class, task_names, task_parameters
 from simcheck.training import TrainingInterrupted, resume_training, train
 
@@ -171,6 +172,68 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"wrote {out}/: certificate.json, summary.txt, report.html and figures")
     return 0 if report.simulatable or not args.strict else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or finish) every point of a sweep spec; print the results table."""
+    from simcheck.sweep_spec import load_spec
+    from simcheck.sweeps import default_sweep_dir, sweep
+
+    spec = load_spec(args.spec)
+    if args.dry_run:
+        out = Path(args.out or default_sweep_dir(spec))
+        for point in spec.points:
+            done = (out / "points" / f"{point.name}.json").is_file()
+            print(f"{'done   ' if done else 'pending'} {point.name}  {point.task}  {point.options}")
+        print(f"{len(spec.points)} points in {out}")
+        return 0
+    result = sweep(
+        spec,
+        args.out,
+        backend=args.backend,
+        workers=args.workers,
+        threads=args.threads,
+        address=args.address,
+        progress=not args.quiet,
+    )
+    print(result.summary())
+    return 1 if result.failed else 0
+
+
+def cmd_bounds(args: argparse.Namespace) -> int:
+    """Print the theory's quantities for a run beside the sweep's empirical N*."""
+    from simcheck.bounds import bounds, empirical_n_star
+    from simcheck.sweeps import load_sweep
+
+    run = load_run(args.run)
+    sweep_dir = args.sweep or _enclosing_sweep(run.path)
+    n_star = None
+    if sweep_dir is not None:
+        spec = run.model.simcheck_spec
+        n_star = empirical_n_star(
+            load_sweep(sweep_dir),
+            args.eps,
+            task=run.task.spec(),
+            pos=spec.pos,
+            n_layers=spec.n_layers,
+            d_model=spec.d_model,
+            length=args.length,
+        )
+    result = bounds(run, eps=args.eps, bits=args.bits, tie_tol=args.tie_tol, n_star=n_star)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    if sweep_dir is not None:
+        print(f"empirical N* read from the sweep in {sweep_dir}")
+    return 0
+
+
+def _enclosing_sweep(run_dir: Path) -> Path | None:
+    """The sweep directory holding ``run_dir`` (``SWEEP/runs/<point>``), if it is one."""
+    from simcheck.sweeps import MANIFEST_FILE, RESULTS_PARQUET
+
+    sweep_dir = run_dir.resolve().parent.parent
+    if (sweep_dir / MANIFEST_FILE).is_file() and (sweep_dir / RESULTS_PARQUET).is_file():
+        return sweep_dir
+    return None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -338,6 +401,27 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--quiet", action="store_true", help="no progress bar")
     ck.set_defaults(func=cmd_check)
 
+    sw = sub.add_parser("sweep", help="train, evaluate and check every point of a grid (resumable)")
+    sw.add_argument("spec", metavar="SPEC.toml", help="sweep spec (see examples/sweeps/)")
+    sw.add_argument("--out", type=Path, help="sweep directory (default runs/sweeps/<name>)")
+    sw.add_argument("--backend", choices=("local", "ray"), default="local")
+    sw.add_argument("--workers", type=int, help="parallel points (default: CPUs / threads)")
+    sw.add_argument("--threads", type=int, default=1, help="torch threads per point (1)")
+    sw.add_argument("--address", help="Ray cluster address for --backend ray (default: local)")
+    sw.add_argument("--dry-run", action="store_true", help="list the points and stop")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=cmd_sweep)
+
+    bd = sub.add_parser("bounds", help="the theory's N, gamma and L for a run, beside N*")
+    bd.add_argument("run", metavar="RUN", help="run directory")
+    bd.add_argument("--sweep", type=Path, help="sweep directory for N* (default: the enclosing)")
+    bd.add_argument("--eps", type=float, default=0.1, help="target error (default 0.1)")
+    bd.add_argument("--bits", type=int, default=8, help="precision p (default 8)")
+    bd.add_argument("--tie-tol", type=float, default=1e-6, help="logits closer than this tie")
+    bd.add_argument("--length", type=int, help="test length T of N* (default: the largest)")
+    bd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bd.set_defaults(func=cmd_bounds)
+
     show = sub.add_parser("show", help="summarise a run directory")
     show.add_argument("run", help="run directory")
     show.set_defaults(func=cmd_show)
@@ -354,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except TrainingInterrupted as err:
+    except (TrainingInterrupted, SweepInterrupted) as err:
         print(f"simcheck: {err}", file=sys.stderr)
         return 130
     except SimcheckError as err:

@@ -1,0 +1,493 @@
+"""Sweeps: train, evaluate and check every point of a grid, resumably, on local processes or Ray.
+
+``sweep(spec, out)`` (CLI: ``simcheck sweep SPEC.toml``) reads a `simcheck.sweep_spec`
+specification and, for each point, trains a model into ``out/runs/<point>/``, evaluates it at
+the spec's lengths and runs the simulation check. Each finished point leaves
+``out/points/<point>.json``; the results table of every point, ``out/results.csv`` and
+``out/results.parquet``, is rewritten at the end from those files.
+
+- **Resumable.** A point whose result file exists (made with the same evaluation and check
+  settings) is never redone; a point killed mid-training resumes from its last checkpoint.
+  Killing a sweep and starting it again finishes only the missing points.
+- **Retries.** A point that raises, or whose worker process dies, is retried once; if it
+  fails again it is reported (``out/points/<point>.failed.json`` holds the traceback) and a
+  later run tries it again.
+- **Backends.** ``"local"``: a pool of worker processes (default: one per core), each torch
+  computation on ``threads`` threads. ``"ray"``: the same points as Ray tasks on the cluster
+  at ``address`` (``ray.init(address=...)``; a local Ray instance when None). Every point runs
+  single-process with fixed seeds and thread count, so both backends give the same table
+  (the timing columns aside).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from simcheck.errors import SimcheckError
+from simcheck.runs import atomic_write, library_versions, read_json, write_json
+from simcheck.sweep_spec import MODEL_FIELDS, TRAIN_FIELDS, Point, SweepSpec, load_spec
+
+BACKENDS = ("local", "ray")
+MANIFEST_FILE = "sweep.json"
+RESULTS_CSV = "results.csv"
+RESULTS_PARQUET = "results.parquet"
+POINTS_DIR = "points"
+RUNS_DIR = "runs"
+TIMING_COLUMNS = ("train_s", "eval_s", "check_s", "total_s")
+"""Columns that measure time, the only ones that differ between two runs of a sweep."""
+ATTEMPTS = 2
+"""A failing point is tried this many times per sweep run (once, then retried once)."""
+
+
+class SweepInterrupted(SimcheckError):
+    """The sweep stopped on Ctrl-C; running it again finishes the missing points."""
+
+
+# --------------------------------------------------------------------------- one point
+def execute_point(
+    point: dict[str, Any], settings: dict[str, Any], root: str, threads: int
+) -> dict[str, Any]:
+    """Train (or resume), evaluate and check one point; return ``{"row": ...}`` or
+    ``{"error": ..., "traceback": ...}``. Runs in a worker process (local pool or Ray task),
+    so it takes and returns plain data."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        return {"row": run_point(Point.from_dict(point), settings, Path(root))}
+    except Exception as err:  # reported to the driver, which retries or records the failure
+        return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+
+
+def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Train (resuming a started run), evaluate and check ``point`` under ``root/runs``;
+    return its row of the results table. ``settings`` is `SweepSpec.settings`."""
+    from simcheck.checker import check
+    from simcheck.evaluation import evaluate
+    from simcheck.runs import EVAL_CSV, EVAL_JSON, SPEC_FILE, write_text
+    from simcheck.tasks import get_task
+    from simcheck.training import resume_training, train
+
+    task = get_task(point.task)
+    run_dir = root / RUNS_DIR / point.name
+    started = time.perf_counter()
+    if (run_dir / SPEC_FILE).exists():
+        run = resume_training(run_dir, task=task, progress=False)
+    else:
+        run = train(
+            task, run_dir, model=point.model_spec(), config=point.train_config(),
+            progress=False, overwrite=True,
+        )  # fmt: skip
+    trained = time.perf_counter()
+    ev = settings["eval"]
+    result = evaluate(
+        run, ev["lengths"], samples=ev["samples"], seed=ev["seed"], progress=False, save=False
+    )
+    write_json(run_dir / EVAL_JSON, result.to_dict())
+    write_text(run_dir / EVAL_CSV, result.table().to_csv())
+    evaluated = time.perf_counter()
+    ck = settings["check"]
+    report = None
+    if ck["enabled"]:
+        options = {k: v for k, v in ck.items() if k != "enabled"}
+        report = check(run, **options)
+        report_dir = run_dir / "check"
+        report_dir.mkdir(exist_ok=True)
+        write_text(report_dir / "certificate.json", report.to_json())
+        write_text(report_dir / "summary.txt", report.summary())
+    checked = time.perf_counter()
+    row = _config_columns(point, run_dir.relative_to(root))
+    row["final_loss"] = _final_loss(run_dir)
+    row.update({f"loss@{r['length']}": r["loss_mean"] for r in result.rows})
+    row.update({f"error@{r['length']}": r["metric_mean"] for r in result.rows})
+    row["plateau"] = result.plateau
+    if report is not None:
+        for r in report.results:
+            t = r.length
+            row[f"eps*@{t}"] = r.eps_star
+            row[f"floor@{t}"] = r.task_floor
+            row[f"long_error@{t}"] = float(r.long_error.mean())
+            row[f"task_gap@{t}"] = float(r.task_gap.mean())
+            row[f"model_gap@{t}"] = float(r.model_gap.mean())
+            row[f"simulatable@{t}"] = bool(r.simulatable)
+        row["simulatable"] = report.simulatable
+    row["weights_sha256"] = result.meta["weights_sha256"]
+    row.update(
+        train_s=trained - started,
+        eval_s=evaluated - trained,
+        check_s=checked - evaluated,
+        total_s=checked - started,
+    )
+    return row
+
+
+def _config_columns(point: Point, run: Path) -> dict[str, Any]:
+    """The point's full configuration, one column per task parameter, model field and
+    training field."""
+    from simcheck.tasks import get_task
+
+    task = get_task(point.task)
+    row: dict[str, Any] = {"point": point.name, "status": "ok", "task": task.spec()}
+    row["task_name"] = task.name
+    row.update({f"task.{k}": v for k, v in task.params().items()})
+    spec = dataclasses.asdict(point.model_spec())
+    row.update({k: spec[k] for k in MODEL_FIELDS})
+    config = dataclasses.asdict(point.train_config())
+    row.update({k: config[k] for k in TRAIN_FIELDS})
+    row["run"] = str(run)
+    return row
+
+
+def _final_loss(run_dir: Path) -> float | None:
+    from simcheck.runs import METRICS_FILE
+
+    lines = (run_dir / METRICS_FILE).read_text().splitlines()
+    return json.loads(lines[-1])["loss"] if lines else None
+
+
+# --------------------------------------------------------------------------- backends
+Outcomes = Iterator[tuple[Point, dict[str, Any]]]
+
+
+def _local_outcomes(
+    points: Sequence[Point], settings: dict[str, Any], root: Path, threads: int, workers: int
+) -> Outcomes:
+    """Run the points on a pool of ``workers`` spawned processes; yield each as it ends. A
+    worker that dies fails the points it had in flight (the driver retries them)."""
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures: dict[Future, Point] = {
+            pool.submit(execute_point, p.to_dict(), settings, str(root), threads): p for p in points
+        }
+        try:
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    point = futures.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        outcome = {"error": "the worker process died (out of memory or killed)"}
+                    yield point, outcome
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _ray_outcomes(
+    points: Sequence[Point],
+    settings: dict[str, Any],
+    root: Path,
+    threads: int,
+    workers: int,
+    address: str | None,
+) -> Outcomes:
+    """Run the points as Ray tasks (``threads`` CPUs each); yield each as it ends. Starts a
+    local Ray instance with ``workers * threads`` CPUs when none is running and ``address``
+    is None, and shuts it down after."""
+    try:
+        import ray
+    except ImportError:
+        raise SimcheckError(
+            "the ray backend needs Ray, an optional extra: pip install 'simcheck[ray]' "
+            "(or use --backend local)"
+        ) from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address is None:
+            options["num_cpus"] = workers * threads
+        ray.init(address=address, **options)
+    try:
+        task = ray.remote(execute_point).options(num_cpus=threads, max_retries=0)
+        refs = {task.remote(p.to_dict(), settings, str(root), threads): p for p in points}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            for ref in ready:
+                point = refs.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as err:
+                    outcome = {"error": f"the Ray task failed: {type(err).__name__}: {err}"}
+                yield point, outcome
+        for ref in refs:
+            ray.cancel(ref, force=True)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# --------------------------------------------------------------------------- the sweep
+@dataclass
+class SweepResult:
+    """What a sweep produced.
+
+    Attributes:
+        path: the sweep directory.
+        table: one row per point of the spec, in grid order (see ``results.csv``).
+        ran: the points this call ran to completion.
+        reused: the points finished by an earlier run and not redone.
+        failed: the points that failed twice in this call, with their errors.
+    """
+
+    path: Path
+    table: pd.DataFrame
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """Counts and the main columns of the table, as text."""
+        lines = [
+            f"sweep {self.path}: {len(self.table)} points; ran {len(self.ran)}, reused "
+            f"{len(self.reused)}, failed {len(self.failed)}",
+            f"results: {self.path / RESULTS_CSV}, {self.path / RESULTS_PARQUET}",
+        ]
+        lines += [f"FAILED {name}: {error}" for name, error in self.failed.items()]
+        main = [c for c in self.table.columns if c in ("task", "pos", "train_len", "seed")]
+        main += [
+            c
+            for c in self.table.columns
+            if c.startswith(("eps*@", "long_error@")) or c == "plateau"
+        ]
+        if main:
+            lines.append(self.table[main].to_string(index=False, float_format="%.4g"))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"SweepResult({str(self.path)!r}, {len(self.table)} points, ran {len(self.ran)}, "
+            f"reused {len(self.reused)}, failed {len(self.failed)})"
+        )
+
+
+def default_sweep_dir(spec: SweepSpec) -> Path:
+    """``runs/sweeps/<name>``."""
+    return Path("runs") / "sweeps" / spec.name
+
+
+def sweep(
+    spec: str | Path | Mapping[str, Any] | SweepSpec,
+    out: str | Path | None = None,
+    *,
+    backend: str = "local",
+    workers: int | None = None,
+    threads: int = 1,
+    address: str | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    """Run every point of ``spec`` (a TOML path, a dict of the same shape, or a `SweepSpec`)
+    that is not finished in ``out`` (default ``runs/sweeps/<name>``) and return the results.
+
+    Args:
+        backend: ``"local"`` (worker processes) or ``"ray"``.
+        workers: parallel points (default: the CPU count divided by ``threads``); for Ray,
+            the CPUs of the local instance it starts when no ``address`` is given.
+        threads: torch threads per point (recorded: results depend on it in the last bits).
+        address: a Ray cluster's address (``"auto"``, ``"ray://host:10001"``); ``out`` must
+            then be on a filesystem every node sees.
+    """
+    spec = load_spec(spec)
+    if backend not in BACKENDS:
+        raise SimcheckError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    if threads < 1:
+        raise SimcheckError(f"threads must be >= 1, got {threads}")
+    if workers is not None and workers < 1:
+        raise SimcheckError(f"workers must be >= 1, got {workers}")
+    workers = workers or max(1, (os.cpu_count() or 1) // threads)
+    root = Path(out if out is not None else default_sweep_dir(spec)).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / POINTS_DIR).mkdir(exist_ok=True)
+    settings = spec.settings()
+    _write_manifest(root, spec, settings, threads)
+    reused = [p.name for p in spec.points if _finished(root, p, spec)]
+    pending = [p for p in spec.points if p.name not in set(reused)]
+    if progress:
+        print(
+            f"sweep {spec.name}: {len(spec.points)} points, {len(reused)} finished earlier, "
+            f"{len(pending)} to run ({backend}, {workers} worker(s) x {threads} thread(s))"
+        )
+
+    def outcomes(points: Sequence[Point]) -> Outcomes:
+        if backend == "ray":
+            return _ray_outcomes(points, settings, root, threads, workers, address)
+        return _local_outcomes(points, settings, root, threads, min(workers, len(points)))
+
+    ran, failed = _drive(root, spec, pending, outcomes, progress, len(reused))
+    table = write_results(root, spec)
+    return SweepResult(root, table, ran=ran, reused=reused, failed=failed)
+
+
+def _drive(
+    root: Path,
+    spec: SweepSpec,
+    pending: list[Point],
+    outcomes: Callable[[Sequence[Point]], Outcomes],
+    progress: bool,
+    already: int,
+) -> tuple[list[str], dict[str, str]]:
+    """Run ``pending``, retrying each failure once; record every outcome as it arrives."""
+    ran: list[str] = []
+    failed: dict[str, str] = {}
+    bar = tqdm(
+        total=len(spec.points), initial=already, desc=f"sweep {spec.name}", unit="point",
+        disable=not progress, dynamic_ncols=True,
+    )  # fmt: skip
+    try:
+        with bar:
+            for attempt in range(1, ATTEMPTS + 1):
+                if not pending:
+                    break
+                retry = []
+                for point, outcome in outcomes(pending):
+                    if "row" in outcome:
+                        _record_success(root, spec, point, outcome["row"], attempt)
+                        ran.append(point.name)
+                        bar.update(1)
+                    elif attempt < ATTEMPTS:
+                        tqdm.write(f"point {point.name} failed ({outcome['error']}); retrying")
+                        retry.append(point)
+                    else:
+                        _record_failure(root, point, outcome, attempt)
+                        failed[point.name] = outcome["error"]
+                        bar.update(1)
+                    bar.set_postfix(failed=len(failed))
+                pending = retry
+    except KeyboardInterrupt:
+        raise SweepInterrupted(
+            f"sweep interrupted: {already + len(ran)} of {len(spec.points)} points are "
+            f"finished in {root}; run the same command again to finish the rest"
+        ) from None
+    return ran, failed
+
+
+def _point_file(root: Path, point: Point, suffix: str = ".json") -> Path:
+    return root / POINTS_DIR / f"{point.name}{suffix}"
+
+
+def _finished(root: Path, point: Point, spec: SweepSpec) -> bool:
+    path = _point_file(root, point)
+    if not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False  # a damaged record: the point is redone (its training is reused)
+    return record.get("settings_digest") == spec.settings_digest
+
+
+def _record_success(
+    root: Path, spec: SweepSpec, point: Point, row: dict[str, Any], attempt: int
+) -> None:
+    write_json(
+        _point_file(root, point),
+        {
+            "point": point.to_dict(),
+            "settings_digest": spec.settings_digest,
+            "attempts": attempt,
+            "row": row,
+        },
+    )
+    _point_file(root, point, ".failed.json").unlink(missing_ok=True)
+
+
+def _record_failure(root: Path, point: Point, outcome: dict[str, Any], attempts: int) -> None:
+    write_json(
+        _point_file(root, point, ".failed.json"),
+        {"point": point.to_dict(), "attempts": attempts, **outcome},
+    )
+
+
+def _write_manifest(root: Path, spec: SweepSpec, settings: dict[str, Any], threads: int) -> None:
+    write_json(
+        root / MANIFEST_FILE,
+        {
+            "name": spec.name,
+            "spec": spec.source,
+            "settings": settings,
+            "settings_digest": spec.settings_digest,
+            "threads": threads,
+            "points": [{"name": p.name, **p.to_dict()} for p in spec.points],
+            "versions": library_versions(),
+        },
+    )
+
+
+def write_results(root: Path, spec: SweepSpec) -> pd.DataFrame:
+    """Collect the rows of every point of ``spec`` (failed and missing ones marked in
+    ``status``) and write ``results.csv`` and ``results.parquet`` atomically."""
+    rows = []
+    for point in spec.points:
+        if _finished(root, point, spec):
+            rows.append(json.loads(_point_file(root, point).read_text())["row"])
+            continue
+        failure = _point_file(root, point, ".failed.json")
+        row = _config_columns(point, Path(RUNS_DIR) / point.name)
+        if failure.is_file():
+            row.update(status="failed", error=read_json(failure).get("error"))
+        else:
+            row["status"] = "missing"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table = table[sorted(table.columns, key=_column_rank)]
+    atomic_write(root / RESULTS_CSV, lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(root / RESULTS_PARQUET, lambda tmp: table.to_parquet(tmp, index=False))
+    return table
+
+
+_METRIC_ORDER = (
+    "final_loss", "loss@", "error@", "plateau", "eps*@", "floor@", "long_error@", "task_gap@",
+    "model_gap@", "simulatable@", "simulatable", "weights_sha256", *TIMING_COLUMNS, "error",
+)  # fmt: skip
+_CONFIG_ORDER = (
+    "point",
+    "status",
+    "task",
+    "task_name",
+    "task.",
+    *MODEL_FIELDS,
+    *TRAIN_FIELDS,
+    "run",
+)
+
+
+def _column_rank(column: str) -> tuple[int, int, str]:
+    """Configuration columns first, then the measurements, each family by test length."""
+    stem, at, length = column.partition("@")
+    key = stem + at if at else column
+    if key.startswith("task.") and key not in _CONFIG_ORDER:
+        key = "task."
+    order = _CONFIG_ORDER + _METRIC_ORDER
+    rank = order.index(key) if key in order else len(order)
+    return rank, int(length) if length.isdigit() else 0, column
+
+
+def load_sweep(path: str | Path) -> pd.DataFrame:
+    """The results table of the sweep directory ``path``."""
+    path = Path(path)
+    if (path / RESULTS_PARQUET).is_file():
+        return pd.read_parquet(path / RESULTS_PARQUET)
+    if (path / RESULTS_CSV).is_file():
+        return pd.read_csv(path / RESULTS_CSV)
+    raise SimcheckError(
+        f"{path} holds no sweep results ({RESULTS_PARQUET}); run `simcheck sweep SPEC.toml "
+        f"--out {path}` first"
+    )
+
+
+def results_without_timings(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without `TIMING_COLUMNS`: what two runs of a sweep must agree on."""
+    return table.drop(columns=[c for c in TIMING_COLUMNS if c in table.columns])
