@@ -115,12 +115,13 @@ class Point:
 
     @property
     def name(self) -> str:
-        """The point's directory name, readable and unique: ``modp-periodic-N16-s0-<digest>``."""
-        spec = self.model_spec()
-        config = self.train_config()
-        return (
-            f"{get_task(self.task).name}-{spec.pos}-N{config.train_len}-s{spec.seed}-{self.digest}"
-        )
+        """The point's directory name, readable and unique: the task with its non-default
+        parameters, positions, N, seed and digest, e.g. ``modp-p5-periodic-N16-s0-<digest>``."""
+        task = get_task(self.task)
+        defaults = type(task)().params()
+        changed = "".join(f"-{k}{v}" for k, v in task.params().items() if defaults.get(k) != v)
+        spec, n = self.model_spec(), self.train_config().train_len
+        return f"{task.name}{changed}-{spec.pos}-N{n}-s{spec.seed}-{self.digest}"
 
     def model_spec(self) -> ModelSpec:
         return ModelSpec.for_task(get_task(self.task), **dict(self.model))

@@ -287,3 +287,22 @@ def test_unknown_backend_and_bad_workers(tmp_path):
         sweep(tiny(), tmp_path, backend="slurm", progress=False)
     with pytest.raises(SimcheckError, match="workers must be"):
         sweep(tiny(), tmp_path, workers=0, progress=False)
+
+
+def test_point_names_show_non_default_task_parameters():
+    spec = parse_spec({"grid": {"task": ["modp", "modp:p=5"], "train_len": 16}})
+    names = [p.name for p in spec.points]
+    assert names[0].startswith("modp-periodic-N16-s0-")
+    assert names[1].startswith("modp-p5-periodic-N16-s0-")
+
+
+def test_cli_bounds_reads_n_star_from_the_enclosing_sweep(local_sweep, capsys):
+    periodic = local_sweep.table.set_index("pos").loc["periodic", "run"]
+    assert main(["bounds", str(local_sweep.path / periodic), "--eps", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "Thm 4.1" in out and "empirical N*:" in out
+    assert f"read from the sweep in {local_sweep.path}" in out
+    learned = local_sweep.table.set_index("pos").loc["learned", "run"]
+    assert main(["bounds", str(local_sweep.path / learned)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("simcheck: error:") and "\n" not in err
