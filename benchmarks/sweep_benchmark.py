@@ -8,7 +8,9 @@ directory:
 - ``runner x1``: ``simcheck.sweep`` with one worker process of one thread: the same work plus
   everything the runner adds (spawning and importing in the worker, shipping the point and
   its row, the point files, the results table);
-- ``runner x2``: ``simcheck.sweep`` with two workers (the default on 2 cores).
+- ``runner x2``: ``simcheck.sweep`` with two workers (the default on 2 cores);
+- ``ray x2``: ``simcheck.sweep(backend="ray")`` on a local Ray instance of 2 CPUs (when Ray
+  is installed); its results table must equal the local one, timings aside (checked).
 
 The overhead is (runner x1 - loop) / loop; the target is under 10%. Points per hour are
 measured on the wall clock. Every way must produce the same weights (checked).
@@ -19,6 +21,7 @@ measured on the wall clock. Every way must produce the same weights (checked).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import time
 from pathlib import Path
@@ -28,7 +31,7 @@ import torch
 import simcheck
 from simcheck.runs import library_versions
 from simcheck.sweep_spec import parse_spec
-from simcheck.sweeps import run_point
+from simcheck.sweeps import load_sweep, results_without_timings, run_point
 
 GRID = {
     "name": "bench_modp",
@@ -51,9 +54,15 @@ def plain_loop(spec_data: dict, out: Path) -> list[str]:
     return [run_point(point, settings, out)["weights_sha256"] for point in spec.points]
 
 
-def runner(spec_data: dict, out: Path, workers: int) -> list[str]:
-    result = simcheck.sweep(spec_data, out, workers=workers, progress=False)
+def runner(spec_data: dict, out: Path, workers: int, backend: str = "local") -> list[str]:
+    result = simcheck.sweep(spec_data, out, backend=backend, workers=workers, progress=False)
     return list(result.table["weights_sha256"])
+
+
+def same_tables(first: Path, second: Path) -> bool:
+    """Whether two sweep directories hold the same results table, timings aside."""
+    a, b = (results_without_timings(load_sweep(path)) for path in (first, second))
+    return a.equals(b)
 
 
 def timed(label: str, action, out: Path) -> tuple[str, float, list[str]]:
@@ -76,6 +85,10 @@ def main() -> None:
         timed("runner x1", lambda out: runner(data, out, 1), args.out / "runner1"),
         timed("runner x2", lambda out: runner(data, out, 2), args.out / "runner2"),
     ]
+    if importlib.util.find_spec("ray") is not None:
+        ray_out = args.out / "ray2"
+        rows.append(timed("ray x2", lambda out: runner(data, out, 2, "ray"), ray_out))
+        print(f"ray table equals the local table: {same_tables(args.out / 'runner2', ray_out)}")
     loop_time = rows[0][1]
     print(f"ModPTask grid: {points} points, {args.steps} steps each (train, evaluate, check)")
     print(f"{'way':<10} {'wall s':>8} {'points/hour':>12} {'vs loop':>9}  same weights")

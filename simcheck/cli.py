@@ -177,13 +177,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or finish) every point of a sweep spec; print the results table."""
     from simcheck.sweep_spec import load_spec
-    from simcheck.sweeps import default_sweep_dir, sweep
+    from simcheck.sweeps import default_sweep_dir, point_finished, sweep
 
     spec = load_spec(args.spec)
     if args.dry_run:
         out = Path(args.out or default_sweep_dir(spec))
         for point in spec.points:
-            done = (out / "points" / f"{point.name}.json").is_file()
+            done = point_finished(out, point, spec)
             print(f"{'done   ' if done else 'pending'} {point.name}  {point.task}  {point.options}")
         print(f"{len(spec.points)} points in {out}")
         return 0

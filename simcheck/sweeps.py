@@ -210,10 +210,17 @@ def _ray_outcomes(
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address is None:
             options["num_cpus"] = workers * threads
-        ray.init(address=address, **options)
+        try:
+            ray.init(address=address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise SimcheckError(
+                f"cannot start or reach Ray at {address or 'a new local instance'} "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                "check --address (start a cluster with `ray start --head`) or use --backend local"
+            ) from None
+    task = ray.remote(execute_point).options(num_cpus=threads, max_retries=0)
+    refs = {task.remote(p.to_dict(), settings, str(root), threads): p for p in points}
     try:
-        task = ray.remote(execute_point).options(num_cpus=threads, max_retries=0)
-        refs = {task.remote(p.to_dict(), settings, str(root), threads): p for p in points}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
             for ref in ready:
@@ -223,9 +230,9 @@ def _ray_outcomes(
                 except ray.exceptions.RayError as err:
                     outcome = {"error": f"the Ray task failed: {type(err).__name__}: {err}"}
                 yield point, outcome
-        for ref in refs:
-            ray.cancel(ref, force=True)
     finally:
+        for ref in refs:  # left over when the driver stops early (Ctrl-C)
+            ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
 
@@ -313,7 +320,7 @@ def sweep(
     (root / POINTS_DIR).mkdir(exist_ok=True)
     settings = spec.settings()
     _write_manifest(root, spec, settings, threads)
-    reused = [p.name for p in spec.points if _finished(root, p, spec)]
+    reused = [p.name for p in spec.points if point_finished(root, p, spec)]
     pending = [p for p in spec.points if p.name not in set(reused)]
     if progress:
         print(
@@ -378,7 +385,9 @@ def _point_file(root: Path, point: Point, suffix: str = ".json") -> Path:
     return root / POINTS_DIR / f"{point.name}{suffix}"
 
 
-def _finished(root: Path, point: Point, spec: SweepSpec) -> bool:
+def point_finished(root: Path, point: Point, spec: SweepSpec) -> bool:
+    """Whether ``point`` has a result in the sweep directory ``root`` made with ``spec``'s
+    evaluation and check settings."""
     path = _point_file(root, point)
     if not path.is_file():
         return False
@@ -431,7 +440,7 @@ def write_results(root: Path, spec: SweepSpec) -> pd.DataFrame:
     ``status``) and write ``results.csv`` and ``results.parquet`` atomically."""
     rows = []
     for point in spec.points:
-        if _finished(root, point, spec):
+        if point_finished(root, point, spec):
             rows.append(json.loads(_point_file(root, point).read_text())["row"])
             continue
         failure = _point_file(root, point, ".failed.json")
