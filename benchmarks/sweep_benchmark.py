@@ -15,7 +15,7 @@ directory:
 The overhead is (runner x1 - loop) / loop; the target is under 10%. Points per hour are
 measured on the wall clock. Every way must produce the same weights (checked).
 
-    python benchmarks/sweep_benchmark.py [--steps 1500] [--out runs/bench_sweep]
+    python benchmarks/sweep_benchmark.py [--steps 3000] [--out runs/bench_sweep]
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def timed(label: str, action, out: Path) -> tuple[str, float, list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500, help="training steps per point")
+    parser.add_argument("--steps", type=int, default=3000, help="training steps per point")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_sweep"))
     args = parser.parse_args()
     data = grid(args.steps)
