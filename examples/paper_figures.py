@@ -28,7 +28,8 @@ into ``runs/paper-quick``, a smoke run with 2 seeds, the 2 shortest training len
 steps and shorter evaluations: about 1 minute on 2 cores). The full sweeps took 532 s,
 422 s, and 709 s + 1169 s (Figure 4's one-head and two-head grids) of wall time, 47 minutes
 together, on 2 CPU cores with OMP_NUM_THREADS=1 and 2 workers, on a machine busy with other
-work as well; drawing from finished sweeps takes a few seconds. ``examples/REPRODUCTION.md`` compares the results with the paper's claims.
+work as well; drawing from finished sweeps takes a few seconds.
+``examples/REPRODUCTION.md`` compares the results with the paper's claims.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -58,7 +58,7 @@ from matplotlib.figure import Figure
 import simcheck
 from simcheck.plotting import save_figure
 from simcheck.probes import AttentionRow
-from simcheck.runs import library_versions, write_text
+from simcheck.runs import library_versions, source_revision, write_text
 from simcheck.sweep_spec import SweepSpec, load_spec
 from simcheck.sweeps import POINTS_DIR, RESULTS_PARQUET, load_sweep
 
@@ -856,27 +856,6 @@ def provenance_md(info: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- main
-def source_revision() -> str:
-    """The git commit of this checkout, marked when tracked files have uncommitted changes;
-    ``unknown`` outside a git checkout. Read-only (no index refresh)."""
-
-    def git(*command: str) -> str:
-        return subprocess.run(
-            ["git", "--no-optional-locks", *command],
-            cwd=HERE.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit} (with uncommitted changes)" if dirty else commit
-
-
 def timing(table: pd.DataFrame) -> dict[str, float]:
     """Sums of the timing columns and of the training times the runs logged, and how many
     points reused weights trained earlier (train_s under half the logged training time)."""
@@ -951,7 +930,7 @@ def main() -> None:
         "calls": calls,
         "log": args.out / "log.txt",
         "times": {n: timing(t) for n, t in tables.items() if len(t)},
-        "revision": source_revision(),
+        "revision": source_revision(HERE),
         "versions": {
             **library_versions(),
             **{name: metadata.version(name) for name in ("pandas", "matplotlib")},

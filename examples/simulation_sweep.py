@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ from simcheck.checker import check
 from simcheck.errors import SimcheckError
 from simcheck.models import last_outputs
 from simcheck.plotting import save_figure
-from simcheck.runs import library_versions, write_text
+from simcheck.runs import library_versions, source_revision, write_text
 from simcheck.simstats import simulation_error
 
 MODP = "modp:p=3"
@@ -93,24 +92,6 @@ class Model:
         """The run directory's name, e.g. ``modp-periodic-N16-s0``."""
         task = self.task.split(":")[0]
         return f"{task}-{self.pos}-N{self.train_len}-s{self.seed}"
-
-
-def source_revision() -> str:
-    """The git commit of the checkout this script runs from, marked when it has uncommitted
-    changes; ``unknown`` outside a git checkout."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*command: str) -> str:
-        return subprocess.run(
-            ["git", *command], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -468,7 +449,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "trained": len(models) - reused,
         "reused": reused,
-        "revision": source_revision(),
+        "revision": source_revision(Path(__file__).resolve().parent),
         "versions": {
             **library_versions(),
             **{name: metadata.version(name) for name in ("pandas", "matplotlib")},

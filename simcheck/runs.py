@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,29 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
+
+
+def source_revision(directory: Path | None = None) -> str:
+    """The git commit of the checkout holding ``directory`` (default: simcheck's own source),
+    marked when tracked files have uncommitted changes; ``unknown`` outside a git checkout.
+    Read-only: it does not refresh git's index."""
+    where = directory or Path(__file__).resolve().parent
+
+    def git(*command: str) -> str:
+        return subprocess.run(
+            ["git", "--no-optional-locks", *command],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
 def task_record(task: Task) -> dict[str, Any]:

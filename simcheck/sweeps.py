@@ -38,7 +38,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from simcheck.errors import SimcheckError
-from simcheck.runs import atomic_write, library_versions, read_json, write_json
+from simcheck.runs import (
+    atomic_write,
+    library_versions,
+    read_json,
+    source_revision,
+    write_json,
+)
 from simcheck.sweep_spec import MODEL_FIELDS, TRAIN_FIELDS, Point, SweepSpec, load_spec
 
 BACKENDS = ("local", "ray")
@@ -431,6 +437,7 @@ def _write_manifest(root: Path, spec: SweepSpec, settings: dict[str, Any], threa
             "threads": threads,
             "points": [{"name": p.name, **p.to_dict()} for p in spec.points],
             "versions": library_versions(),
+            "source_revision": source_revision(),
         },
     )
 

@@ -186,6 +186,7 @@ def test_local_sweep_writes_a_row_per_point(local_sweep):
     pd.testing.assert_frame_equal(with_none(csv), with_none(parquet), check_dtype=False)
     manifest = json.loads((path / "sweep.json").read_text())
     assert manifest["versions"]["torch"] and len(manifest["points"]) == 2
+    assert manifest["source_revision"]
 
 
 def test_rerun_reuses_finished_points(local_sweep):
