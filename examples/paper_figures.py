@@ -105,6 +105,7 @@ def quick_spec(data: dict[str, Any]) -> dict[str, Any]:
     for grid in grids:
         grid["seed"] = QUICK["seeds"]
         grid["train_len"] = sorted(grid["train_len"])[: QUICK["train_lens"]]
+        grid.pop("steps", None)
     data.setdefault("train", {})["steps"] = QUICK["steps"]
     data["eval"] = {"lengths": QUICK["eval"], "samples": QUICK["samples"]}
     data["check"] = {**data.get("check", {}), "samples": 8}
