@@ -3,6 +3,7 @@
 A point is one model to train, evaluate and check. The file::
 
     name = "modp"                      # optional; default: the file's stem
+    imports = ["mylab.tasks"]          # optional: modules that register your own tasks
 
     [grid]                             # axes: a list is an axis, a scalar a fixed value
     task = ["modp:p=3", "modp:p=5"]    # task spec strings
@@ -30,7 +31,10 @@ A point is one model to train, evaluate and check. The file::
     samples = 50
 
 Several ``[[grid]]`` tables make a sweep the union of their grids (points in more than one
-are run once). Every point is validated when the spec is read, so a typo fails before any
+are run once). ``imports`` names modules to import before the spec is read and in every
+worker process before a point runs: tasks registered with ``@register_task`` in a module of
+your own are then known everywhere (a task defined in a notebook cell is not: worker
+processes start fresh). Every point is validated when the spec is read, so a typo fails before any
 training starts.
 """
 
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import itertools
 import json
 from collections.abc import Mapping
@@ -60,7 +65,7 @@ MODEL_FIELDS = tuple(
     f.name for f in dataclasses.fields(ModelSpec) if f.name not in ("d_vocab", "d_vocab_out")
 )
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-TOP_LEVEL_KEYS = ("name", "grid", "model", "train", "eval", "check")
+TOP_LEVEL_KEYS = ("name", "imports", "grid", "model", "train", "eval", "check")
 DEFAULT_EVAL_LENGTHS = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -150,6 +155,7 @@ class SweepSpec:
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     check: CheckSettings = field(default_factory=CheckSettings)
     source: dict[str, Any] = field(default_factory=dict)
+    imports: tuple[str, ...] = ()
 
     def settings(self) -> dict[str, Any]:
         """The evaluation and check settings as plain data, for worker processes."""
@@ -189,6 +195,8 @@ def parse_spec(data: dict[str, Any], default_name: str = "sweep") -> SweepSpec:
     """Validate a spec dict and expand its grid(s) into points."""
     _require_known(data, TOP_LEVEL_KEYS, "the sweep spec")
     name = str(data.get("name", default_name))
+    imports = tuple(_axis(data.get("imports", [])) if data.get("imports") else ())
+    import_modules(imports)
     fixed_model = _table(data, "model")
     fixed_train = _table(data, "train")
     _require_known(fixed_model, MODEL_FIELDS, "[model]")
@@ -206,10 +214,24 @@ def parse_spec(data: dict[str, Any], default_name: str = "sweep") -> SweepSpec:
             points.setdefault(point, None)
     evaluation = _settings(EvalSettings, _table(data, "eval"), "[eval]")
     check = _settings(CheckSettings, _table(data, "check"), "[check]")
-    spec = SweepSpec(name, tuple(points), evaluation, check, source=data)
+    spec = SweepSpec(name, tuple(points), evaluation, check, source=data, imports=imports)
     for point in spec.points:
         _validate_point(point, spec)
     return spec
+
+
+def import_modules(names: tuple[str, ...]) -> None:
+    """Import the modules a spec's ``imports`` names (they register tasks)."""
+    for module in names:
+        if not isinstance(module, str):
+            raise SweepSpecError(f"imports lists module names, got {module!r}")
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise SweepSpecError(
+                f"cannot import '{module}' named in imports ({err}); install it or put it on "
+                "PYTHONPATH so that every worker can import it too"
+            ) from None
 
 
 def _table(data: dict[str, Any], key: str) -> dict[str, Any]:

@@ -45,7 +45,14 @@ from simcheck.runs import (
     source_revision,
     write_json,
 )
-from simcheck.sweep_spec import MODEL_FIELDS, TRAIN_FIELDS, Point, SweepSpec, load_spec
+from simcheck.sweep_spec import (
+    MODEL_FIELDS,
+    TRAIN_FIELDS,
+    Point,
+    SweepSpec,
+    import_modules,
+    load_spec,
+)
 
 BACKENDS = ("local", "ray")
 MANIFEST_FILE = "sweep.json"
@@ -65,15 +72,21 @@ class SweepInterrupted(SimcheckError):
 
 # --------------------------------------------------------------------------- one point
 def execute_point(
-    point: dict[str, Any], settings: dict[str, Any], root: str, threads: int
+    point: dict[str, Any],
+    settings: dict[str, Any],
+    root: str,
+    threads: int,
+    imports: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train (or resume), evaluate and check one point; return ``{"row": ...}`` or
     ``{"error": ..., "traceback": ...}``. Runs in a worker process (local pool or Ray task),
-    so it takes and returns plain data."""
+    so it takes and returns plain data; ``imports`` are the spec's modules that register
+    tasks."""
     import torch
 
     torch.set_num_threads(threads)
     try:
+        import_modules(imports)
         return {"row": run_point(Point.from_dict(point), settings, Path(root))}
     except Exception as err:  # reported to the driver, which retries or records the failure
         return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
@@ -170,13 +183,19 @@ Outcomes = Iterator[tuple[Point, dict[str, Any]]]
 
 
 def _local_outcomes(
-    points: Sequence[Point], settings: dict[str, Any], root: Path, threads: int, workers: int
+    points: Sequence[Point],
+    settings: dict[str, Any],
+    root: Path,
+    threads: int,
+    workers: int,
+    imports: tuple[str, ...],
 ) -> Outcomes:
     """Run the points on a pool of ``workers`` spawned processes; yield each as it ends. A
     worker that dies fails the points it had in flight (the driver retries them)."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures: dict[Future, Point] = {
-            pool.submit(execute_point, p.to_dict(), settings, str(root), threads): p for p in points
+            pool.submit(execute_point, p.to_dict(), settings, str(root), threads, imports): p
+            for p in points
         }
         try:
             while futures:
@@ -200,6 +219,7 @@ def _ray_outcomes(
     threads: int,
     workers: int,
     address: str | None,
+    imports: tuple[str, ...],
 ) -> Outcomes:
     """Run the points as Ray tasks (``threads`` CPUs each); yield each as it ends. Starts a
     local Ray instance with ``workers * threads`` CPUs when none is running and ``address``
@@ -225,7 +245,7 @@ def _ray_outcomes(
                 "check --address (start a cluster with `ray start --head`) or use --backend local"
             ) from None
     task = ray.remote(execute_point).options(num_cpus=threads, max_retries=0)
-    refs = {task.remote(p.to_dict(), settings, str(root), threads): p for p in points}
+    refs = {task.remote(p.to_dict(), settings, str(root), threads, imports): p for p in points}
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
@@ -336,8 +356,9 @@ def sweep(
 
     def outcomes(points: Sequence[Point]) -> Outcomes:
         if backend == "ray":
-            return _ray_outcomes(points, settings, root, threads, workers, address)
-        return _local_outcomes(points, settings, root, threads, min(workers, len(points)))
+            return _ray_outcomes(points, settings, root, threads, workers, address, spec.imports)
+        workers_needed = min(workers, len(points))
+        return _local_outcomes(points, settings, root, threads, workers_needed, spec.imports)
 
     ran, failed = _drive(root, spec, pending, outcomes, progress, len(reused))
     table = write_results(root, spec)

@@ -307,3 +307,25 @@ def test_cli_bounds_reads_n_star_from_the_enclosing_sweep(local_sweep, capsys):
     assert main(["bounds", str(local_sweep.path / learned)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("simcheck: error:") and "\n" not in err
+
+
+def test_imports_register_tasks_in_every_worker(tmp_path):
+    spec = tiny(imports=["sweep_tasks"])
+    spec["grid"] = {"task": "last_token_test", "seed": [0, 1]}
+    spec["check"] = {**TINY["check"], "witnesses": ["blocks"]}
+    result = sweep(spec, tmp_path, workers=2, progress=False)
+    assert result.failed == {} and list(result.table["task"]) == ["last_token_test"] * 2
+    with pytest.raises(SweepSpecError, match="cannot import 'no_such_module'"):
+        parse_spec(tiny(imports=["no_such_module"]))
+
+
+def test_points_failing_in_workers_are_retried_then_reported(tmp_path):
+    import sweep_tasks  # noqa: F401  registers the task here, not in the fresh workers
+
+    spec = tiny(grid={"task": "last_token_test", "seed": [0]})
+    result = sweep(spec, tmp_path, workers=1, progress=False)
+    (name,) = result.failed
+    assert "last_token_test" in result.failed[name]
+    failure = json.loads((tmp_path / POINTS_DIR / f"{name}.failed.json").read_text())
+    assert failure["attempts"] == 2 and "Traceback" in failure["traceback"]
+    assert list(result.table["status"]) == ["failed"]
