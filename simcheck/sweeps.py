@@ -190,26 +190,35 @@ def _local_outcomes(
     workers: int,
     imports: tuple[str, ...],
 ) -> Outcomes:
-    """Run the points on a pool of ``workers`` spawned processes; yield each as it ends. A
-    worker that dies fails the points it had in flight (the driver retries them)."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures: dict[Future, Point] = {
-            pool.submit(execute_point, p.to_dict(), settings, str(root), threads, imports): p
-            for p in points
-        }
-        try:
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    point = futures.pop(future)
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        outcome = {"error": "the worker process died (out of memory or killed)"}
-                    yield point, outcome
-        finally:
-            for future in futures:
-                future.cancel()
+    """Run the points on a pool of ``workers`` spawned processes, at most one point per worker
+    in flight; yield each as it ends. A worker that dies breaks the pool: the points in flight
+    fail (the driver retries them) and a fresh pool takes the rest."""
+    queue = list(points)
+    job = (settings, str(root), threads, imports)
+    while queue:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures: dict[Future, Point] = {}
+            broken = False
+            try:
+                while (queue or futures) and not broken:
+                    while queue and len(futures) < workers:
+                        point = queue.pop(0)
+                        futures[pool.submit(execute_point, point.to_dict(), *job)] = point
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        point = futures.pop(future)
+                        try:
+                            outcome = future.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            outcome = {"error": "its worker process died (out of memory or killed)"}
+                        yield point, outcome
+                for point in futures.values():  # in flight when the pool broke
+                    yield point, {"error": "a worker process died while it ran"}
+                futures.clear()
+            finally:
+                for future in futures:
+                    future.cancel()
 
 
 def _ray_outcomes(

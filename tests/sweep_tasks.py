@@ -3,6 +3,8 @@ knows it only by importing this module)."""
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,3 +28,15 @@ class LastToken(Task):
 
     def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens[..., -1].float()
+
+
+@register_task
+@dataclass(frozen=True)
+class CrashingTask(LastToken):
+    """Kills the process that samples it: a worker dying mid-point."""
+
+    name: ClassVar[str] = "crash_test"
+
+    def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")

@@ -329,3 +329,13 @@ def test_points_failing_in_workers_are_retried_then_reported(tmp_path):
     failure = json.loads((tmp_path / POINTS_DIR / f"{name}.failed.json").read_text())
     assert failure["attempts"] == 2 and "Traceback" in failure["traceback"]
     assert list(result.table["status"]) == ["failed"]
+
+
+def test_a_dying_worker_fails_only_its_point(tmp_path):
+    spec = tiny(imports=["sweep_tasks"])
+    spec["grid"] = {"task": ["crash_test", "last_token_test"], "seed": [0]}
+    spec["check"] = {**TINY["check"], "witnesses": ["blocks"]}
+    result = sweep(spec, tmp_path, workers=1, progress=False)
+    assert list(result.table["status"]) == ["failed", "ok"]
+    (name,) = result.failed
+    assert name.startswith("crash_test") and "died" in result.failed[name]
