@@ -14,7 +14,10 @@ Attention modes:
   of query i are multiplied by log(n) with n = i + 1, the length of the prefix the query
   sees (at the last position n is the input length); each key's unnormalised weight
   exp(scaled logit - max) is rounded to 0 when it is below 2^-bits; the rest are
-  normalised. A key whose logit is gamma below the maximum gets weight n^-gamma, so once
+  normalised. A local attention bias enters that logit at unit scale (the log(i + 1) scale
+  of a ``local_scale="log"`` model belongs to the infinite-precision model of Section 5, and
+  log n already scales the whole logit here). A key whose logit is gamma below the maximum
+  gets weight n^-gamma, so once
   n > 2^(bits/gamma) the attention is exactly a uniform average over the keys attaining
   the maximum logit: hard attention.
 """
@@ -149,7 +152,9 @@ def _chunked_forward(
                 attn, q[:, first:stop], k[:, :stop]
             )
             if hasattr(attn, "add_local_bias"):  # simcheck.positions.LocallyBiasedAttention
-                attn.add_local_bias(scores, first_query=first)
+                # Section 4's p-bit logit is content + phi, all of it scaled by log n below
+                unit = isinstance(mode, FinitePrecision)
+                attn.add_local_bias(scores, first_query=first, unit_scale=unit)
             if pos_type == "alibi":
                 scores = scores + _alibi_bias(attn, first, stop)
             query_pos = torch.arange(first, stop, device=scores.device)

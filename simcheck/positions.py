@@ -73,11 +73,14 @@ class LocallyBiasedAttention(Attention):
         query_len, key_len = scores.shape[-2:]
         return self.add_local_bias(scores, first_query=key_len - query_len)
 
-    def add_local_bias(self, scores: torch.Tensor, first_query: int) -> torch.Tensor:
+    def add_local_bias(
+        self, scores: torch.Tensor, first_query: int, unit_scale: bool = False
+    ) -> torch.Tensor:
         """Add ``scale(i) * phi[h, i - j]`` in place to ``scores`` [batch, head, query, key],
         whose rows are the queries ``first_query, first_query + 1, ...`` and whose columns are
-        the keys ``0, 1, ...``. Written band by band, so the cost is O(tau * rows), not
-        O(rows * keys)."""
+        the keys ``0, 1, ...``; ``unit_scale`` adds phi itself whatever ``local_scale`` says
+        (finite precision scales the whole logit by log n instead). Written band by band, so
+        the cost is O(tau * rows), not O(rows * keys)."""
         for offset in range(self.locality + 1):
             diagonal = first_query - offset  # key column minus query row
             band = scores.diagonal(offset=diagonal, dim1=-2, dim2=-1)  # [batch, head, m]
@@ -91,7 +94,7 @@ class LocallyBiasedAttention(Attention):
                 dtype=scores.dtype,
             )
             weight = self.local_bias[:, offset, None]  # [head, 1]
-            if self.local_scale == "log":
+            if self.local_scale == "log" and not unit_scale:
                 weight = weight * torch.log1p(query_pos)[None, :]
             band.add_(weight.expand(-1, band.shape[-1]))
         return scores

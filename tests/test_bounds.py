@@ -350,3 +350,19 @@ def test_empirical_n_star_refuses_a_table_without_the_columns():
     table = sweep_table()
     one_line_error(lambda: empirical_n_star(table, eps=0.1, length=128), "T=128", "[64, 256]")
     one_line_error(lambda: empirical_n_star(table.drop(columns=["status"]), eps=0.1), "status")
+
+
+def test_finite_precision_takes_the_local_bias_at_unit_scale():
+    """In p-bit mode the whole logit (content + phi) is scaled by log n, so a log-scaled local
+    bias enters at unit scale there: the table's unit-scale logits are what the model uses.
+    With softmax the bias keeps its log(i + 1) scale, so the two differ inside the window."""
+    model = random_model("periodic", locality=2, local_scale="log")
+    with torch.no_grad():
+        model.blocks[0].attn.local_bias.normal_()
+    table = attention_logit_table(model)
+    tokens = modp_inputs(8, 13, seed=3)
+    probe = AttentionLogits(0)
+    hard = record(model, tokens, [probe], attention="hardmax:8")[probe.name][:, 0]
+    soft = record(model, tokens, [probe])[probe.name][:, 0]
+    assert torch.allclose(row_logits(table, tokens), hard, atol=1e-5)
+    assert not torch.allclose(soft, hard, atol=1e-3)
