@@ -421,17 +421,22 @@ def _point_file(root: Path, point: Point, suffix: str = ".json") -> Path:
     return root / POINTS_DIR / f"{point.name}{suffix}"
 
 
-def point_finished(root: Path, point: Point, spec: SweepSpec) -> bool:
-    """Whether ``point`` has a result in the sweep directory ``root`` made with ``spec``'s
-    evaluation and check settings."""
+def finished_row(root: Path, point: Point, spec: SweepSpec) -> dict[str, Any] | None:
+    """The results-table row of ``point`` in the sweep directory ``root`` when it was made
+    with ``spec``'s evaluation and check settings; None otherwise (the point is to be run)."""
     path = _point_file(root, point)
     if not path.is_file():
-        return False
+        return None
     try:
         record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return False  # a damaged record: the point is redone (its training is reused)
-    return record.get("settings_digest") == spec.settings_digest
+        return None  # a damaged record: the point is redone (its training is reused)
+    return record["row"] if record.get("settings_digest") == spec.settings_digest else None
+
+
+def point_finished(root: Path, point: Point, spec: SweepSpec) -> bool:
+    """Whether ``point`` has a result in ``root`` made with ``spec``'s settings."""
+    return finished_row(root, point, spec) is not None
 
 
 def _record_success(
@@ -477,8 +482,9 @@ def write_results(root: Path, spec: SweepSpec) -> pd.DataFrame:
     ``status``) and write ``results.csv`` and ``results.parquet`` atomically."""
     rows = []
     for point in spec.points:
-        if point_finished(root, point, spec):
-            rows.append(json.loads(_point_file(root, point).read_text())["row"])
+        row = finished_row(root, point, spec)
+        if row is not None:
+            rows.append(row)
             continue
         failure = _point_file(root, point, ".failed.json")
         row = _config_columns(point, Path(RUNS_DIR) / point.name)
