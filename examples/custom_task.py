@@ -4,7 +4,7 @@ Paste the class into a notebook cell: subclass `Task`, give it a name and a voca
 `sample` inputs with the numpy generator it is handed, and write the exact `oracle`.
 Everything else (model sizing, training, checkpoints, evaluation across lengths) works on it.
 
-    python examples/custom_task.py [--out runs/majority]      # about 30 s on 2 CPU cores
+    python examples/custom_task.py [--out runs/soft_majority]      # about 30 s on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from simcheck.tasks import Task, bernoulli_tokens, beta_frequencies
 
 # --- the notebook cell --------------------------------------------------------------------
 @dataclass(frozen=True)
-class Majority(Task):
+class SoftMajority(Task):
     """1 when 1-tokens outnumber 0-tokens, 0 when they are fewer, 0.5 on a tie."""
 
-    name: ClassVar[str] = "majority"
+    name: ClassVar[str] = "soft_majority"
     vocab_size: ClassVar[int] = 2
     default_pos: ClassVar[str] = "none"  # counting needs no positions
     alpha: float = 1.0  # the frequency of 1s is drawn per sequence from Beta(alpha, alpha)
@@ -45,11 +45,11 @@ class Majority(Task):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="train and evaluate a task defined here")
-    parser.add_argument("--out", type=Path, default=Path("runs/majority"))
+    parser.add_argument("--out", type=Path, default=Path("runs/soft_majority"))
     parser.add_argument("--steps", type=int, default=2000)
     args = parser.parse_args()
 
-    task = Majority()
+    task = SoftMajority()
     print("oracle on [1, 1, 0]:", task.target([1, 1, 0]).item())
     run = simcheck.train(task, args.out, train_len=32, steps=args.steps, overwrite=True)
     result = simcheck.evaluate(run, "8,16,...,512", samples=256)

@@ -74,7 +74,7 @@ SWEEP_NAMES = ("fig2_modp", "fig1_simple", "fig4_kgram")
 """The sweeps, in the order they run."""
 QUICK = {"steps": 60, "seeds": [0, 1], "train_lens": 2, "eval": "8,16,...,256", "samples": 32}
 """The smoke run: steps, seeds, how many of the shortest training lengths, evaluation
-lengths and inputs per length; the checker gets 8 long inputs."""
+lengths and inputs per length; the checker gets 8 long inputs (one look)."""
 ATTENTION_LENGTH = 200
 ATTENTION_SAMPLES = 64
 ATTENTION_SEED = 7
@@ -108,7 +108,7 @@ def quick_spec(data: dict[str, Any]) -> dict[str, Any]:
         grid.pop("steps", None)
     data.setdefault("train", {})["steps"] = QUICK["steps"]
     data["eval"] = {"lengths": QUICK["eval"], "samples": QUICK["samples"]}
-    data["check"] = {**data.get("check", {}), "samples": 8}
+    data["check"] = {**data.get("check", {}), "samples": 8, "max_samples": 8}
     return data
 
 

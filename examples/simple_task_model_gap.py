@@ -3,8 +3,9 @@ long error does?
 
 Trains (or reuses) one NoPE model per training length N in {4, 8, 32}, runs the simulation
 check at T=1024 and measures the mean absolute long error |f(x) - g(x)| at 1024 on 512 fresh
-inputs. The model gap |g(x) - g(z)| is the checker's, at each input's chosen witness. Prints
-a table and says whether the two orders over N agree; writes it to
+inputs. The model gap |g(x) - g(z)| is the checker's, at each input's chain witness, beside
+the check's outcome and chain bound. Prints a table and says whether the two orders over N
+agree; writes it to
 ``examples/results/simple_task_model_gap.md``.
 
     python examples/simple_task_model_gap.py [--out runs/simple_model_gap] [--steps 3000]
@@ -68,20 +69,21 @@ def main() -> None:
                 "model gap": float(result.model_gap.mean()),
                 "eps*": result.eps_star,
                 "task floor": result.task_floor,
+                "chain bound": result.chain_bound,
                 "long error": long_error(run),
-                "verdict": "simulatable" if result.simulatable else "not simulatable",
+                "outcome": result.outcome,
             }
         )
     gap_order = list(np.argsort([-r["model gap"] for r in rows], kind="stable"))
     error_order = list(np.argsort([-r["long error"] for r in rows], kind="stable"))
     agree = gap_order == error_order
     lines = [
-        "| N | mean model gap | eps* | task floor | mean abs long error | verdict |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| N | mean model gap | eps* | task floor | chain bound | mean abs long error | outcome |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
         f"| {r['N']} | {r['model gap']:.3g} | {r['eps*']:.3g} | {r['task floor']:.3g} | "
-        f"{r['long error']:.3g} | {r['verdict']} |"
+        f"{r['chain bound']:.3g} | {r['long error']:.3g} | {r['outcome']} |"
         for r in rows
     ]
     seconds = time.perf_counter() - started

@@ -6,7 +6,8 @@ The public API:
 - models: `build_model`, `ModelSpec`;
 - training: `train`, `TrainConfig`, `load_run`, `Run`;
 - evaluation: `evaluate`, `EvalResult`;
-- the simulation check: `check` (returns a `simcheck.report.CheckReport`);
+- the simulation check: `check` (returns a `simcheck.report.CheckReport`, whose ``outcome``
+  per test length is one of `simcheck.outcomes.OUTCOMES`), its settings `CheckConfig`;
 - sweeps: `sweep` (a grid of points trained, evaluated and checked; returns a `SweepResult`),
   `load_sweep` (a sweep directory's results table); the theory's numbers are in
   `simcheck.bounds`;
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "FinitePrecision": "simcheck.attention",
+    "CheckConfig": "simcheck.check_config",
     "check": "simcheck.checker",
     "EvalResult": "simcheck.evaluation",
     "evaluate": "simcheck.evaluation",
@@ -73,6 +75,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "POSITIONAL_ENCODINGS",
+    "CheckConfig",
     "EvalResult",
     "FinitePrecision",
     "LengthError",

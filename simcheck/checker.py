@@ -1,63 +1,91 @@
 """`check`: is a model's behaviour on long inputs simulated by its behaviour on short ones?
 
-For each test length T the checker samples M long inputs x from the task (or hill-climbs
-to bad ones, ``worst_case``), builds short witnesses z (|z| <= N) for each, and evaluates
-task and model on both:
+For each test length T the checker samples long inputs x from the task (or hill-climbs to
+bad ones, ``worst_case``), builds short witnesses z (|z| <= N) for each, and evaluates task
+and model on both:
 
     |f(x) - g(x)|  <=  |f(x) - f(z)|  +  |f(z) - g(z)|  +  |g(z) - g(x)|
       long error        task gap         short error      model gap
 
-One z must serve task and model at once (the paper's chain), so an input's simulation
-error is the minimum over its witnesses of max(task gap, model gap), and eps* is the
-smallest eps that a 1 - delta fraction of inputs reach. The task's own floor takes the
-constructed witnesses (not the model-guided search) best for the task gap alone: it depends
-on the task, N and the inputs only, and no model beats it with these constructions. Probe
-states of x and of its chosen witness are compared, normalised by each probe's spread over
-inputs of length <= N; long states are also placed among short ones without witnesses
-(coverage).
+It runs in three steps:
+
+1. **simulate** (`Simulation`, frozen): every witness's three terms. An input's *chain* is
+   the least sum of the three over its witnesses: a bound on its long error that holds
+   because of a short input; its *simulation error* is the least max(task gap, model gap)
+   (eps* is its 1 - delta quantile), and its *floor* the least task gap (the task floor,
+   which no model beats with these witnesses).
+2. **summarise** (`LengthResult`): the outcome (`simcheck.outcomes`) from exact binomial
+   intervals on the fraction of uncovered inputs (chain > eps), of long errors > eps, and of
+   errors > eps at lengths <= N. While the outcome is undecided the sample doubles, up to
+   ``max_samples``, with the error level split over the looks (`simcheck.confidence`).
+3. **diagnose** (`simcheck.diagnosis`): the dominant term, the first diverging state (probe
+   states of x and of its chain witness, normalised by each probe's spread over inputs of
+   length <= N) and the recognised causes.
+
+Long inputs, reference inputs and randomised witnesses draw from streams seeded by
+(seed, purpose, length, look) and by each input's bytes, distinct from `simcheck.evaluate`'s
+streams, so the same seed gives the same bytes and never the evaluation's inputs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from simcheck.attention import AttentionMode, attention_name, parse_attention
-from simcheck.diagnosis import attention_summary, diagnose
+from simcheck.attention import parse_attention
+from simcheck.check_config import CheckConfig
+from simcheck.confidence import Interval, clopper_pearson, look_alpha, look_schedule
+from simcheck.diagnosis import (
+    Evidence,
+    MarginEvidence,
+    ProbeStat,
+    ShortBehaviour,
+    attention_summary,
+    diagnose,
+)
 from simcheck.errors import SimcheckError
+from simcheck.gaps import ChainTerms
 from simcheck.models import check_input_length
-from simcheck.probes import Output, Probe, default_probes
+from simcheck.outcomes import UNDECIDED, decide
+from simcheck.probes import Output, Probe, Residual, default_probes
 from simcheck.recording import record
-from simcheck.report import CheckReport, LengthResult, ProbeStat, WorstCase
+from simcheck.report import CheckReport, LengthResult, WorstCase
 from simcheck.runs import Run, library_versions, load_run, task_record, weights_hash
 from simcheck.simstats import coverage, discrepancy, head_vectors, simulation_error, spread
 from simcheck.tasks import Task, get_task
 from simcheck.witnesses import (
-    WITNESS_METHODS,
+    CONSTRUCTIONS,
     Structure,
     Witness,
-    blocks_witnesses,
+    construct,
     local_search_many,
-    types_witnesses,
-    user_witnesses,
+    witness_name,
 )
 
-WitnessSpec = str | Callable[..., Any]
 SEARCH_PROBE_WEIGHT = 1e-3
-"""Weight of the mean probe discrepancy next to the joint error in the search objective:
-a tie-breaker that keeps the search on strings whose states resemble x's."""
+"""Weight of the mean probe discrepancy next to the chain in the search objective: a
+tie-breaker that keeps the search on strings whose states resemble x's."""
+SEARCH_SURROGATE_WEIGHT = 0.1
+"""Weight of the continuous model-gap surrogate (total variation of class probabilities)
+where the chain compares decisions, whose 0/1 terms give a search no direction."""
+CHECK_STREAM = 0x5EED_C4EC
+"""Mixed into every seed of the check, so its inputs differ from `simcheck.evaluate`'s."""
+REFERENCE_STREAM = 0
+"""The reference inputs' stream key (test lengths are >= 1, so it never meets theirs)."""
+MAX_DRAWS = 50
+"""Batches drawn at most while collecting long inputs that have a class."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Outcome:
     """Task and model on a list of sequences: f, g [K, ...] and comparable states."""
 
@@ -66,26 +94,102 @@ class _Outcome:
     states: dict[str, torch.Tensor]
 
 
-@dataclass
-class _Simulation:
-    """Everything about M long inputs and their best witnesses at one length."""
+@dataclass(frozen=True)
+class Simulation:
+    """Task, model and witnesses on M long inputs at one length.
+
+    Attributes:
+        tokens: the long inputs [M, T].
+        f_x, g_x: task and model on them (oracle space).
+        states_x: their comparable probe states.
+        witnesses: each input's candidate witnesses.
+        terms: each input's [candidates, 3] array of task gap, short error, model gap.
+        chain_best: per input, the witness with the least chain (sum of the terms).
+        f_z, g_z, states_z: task, model and states at that witness.
+    """
 
     tokens: np.ndarray
     f_x: torch.Tensor
     g_x: torch.Tensor
     states_x: dict[str, torch.Tensor]
-    witnesses: list[list[Witness]]
-    best: list[int]
-    joint: np.ndarray
-    task_gap: np.ndarray
-    model_gap: np.ndarray
-    short_error: np.ndarray
-    floor_gap: np.ndarray
-    by_method: dict[str, np.ndarray]
-    best_states: dict[str, torch.Tensor]
+    witnesses: tuple[tuple[Witness, ...], ...]
+    terms: tuple[np.ndarray, ...]
+    chain_best: np.ndarray
     f_z: torch.Tensor
     g_z: torch.Tensor
-    matched: dict[str, np.ndarray]
+    states_z: dict[str, torch.Tensor]
+
+    @property
+    def count(self) -> int:
+        return len(self.witnesses)
+
+    @property
+    def chain(self) -> np.ndarray:
+        """Per input, the least task gap + short error + model gap over its witnesses."""
+        return np.array([t.sum(1).min() for t in self.terms])
+
+    @property
+    def joint(self) -> np.ndarray:
+        """Per input, the least max(task gap, model gap): the simulation error."""
+        return np.array([np.maximum(t[:, 0], t[:, 2]).min() for t in self.terms])
+
+    @property
+    def floor_gap(self) -> np.ndarray:
+        """Per input, the least task gap over the witnesses."""
+        return np.array([t[:, 0].min() for t in self.terms])
+
+    def at_chain(self) -> np.ndarray:
+        """[M, 3] terms at each input's chain witness."""
+        return np.stack([t[b] for t, b in zip(self.terms, self.chain_best, strict=True)])
+
+    def at_task_match(self) -> np.ndarray:
+        """[M, 3] terms at each input's best task match (least task gap, then least chain)."""
+        rows = []
+        for t in self.terms:
+            best = np.lexsort((t.sum(1), t[:, 0]))[0]
+            rows.append(t[best])
+        return np.stack(rows)
+
+    def chosen(self) -> list[Witness]:
+        return [ws[b] for ws, b in zip(self.witnesses, self.chain_best, strict=True)]
+
+    @staticmethod
+    def concat(parts: Sequence[Simulation]) -> Simulation:
+        """The simulations of several batches of inputs as one."""
+        if len(parts) == 1:
+            return parts[0]
+        return Simulation(
+            tokens=np.concatenate([p.tokens for p in parts]),
+            f_x=torch.cat([p.f_x for p in parts]),
+            g_x=torch.cat([p.g_x for p in parts]),
+            states_x={k: torch.cat([p.states_x[k] for p in parts]) for k in parts[0].states_x},
+            witnesses=sum((p.witnesses for p in parts), ()),
+            terms=sum((p.terms for p in parts), ()),
+            chain_best=np.concatenate([p.chain_best for p in parts]),
+            f_z=torch.cat([p.f_z for p in parts]),
+            g_z=torch.cat([p.g_z for p in parts]),
+            states_z={k: torch.cat([p.states_z[k] for p in parts]) for k in parts[0].states_z},
+        )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Inputs of lengths <= N: their outcome, lengths and tokens (by length)."""
+
+    outcome: _Outcome
+    lengths: np.ndarray
+    sequences: list[np.ndarray]
+    attention_at_n: dict[int, dict[str, list[float]]]
+
+
+def _subset(outcome: _Outcome, rows: list[int]) -> _Outcome:
+    """The outcome of some of the sequences."""
+    index = torch.as_tensor(rows, dtype=torch.long)
+    return _Outcome(
+        outcome.f[index],
+        outcome.g[index],
+        {name: value[index] for name, value in outcome.states.items()},
+    )
 
 
 def witness_structure(model: Any, task: Task) -> Structure:
@@ -107,7 +211,8 @@ def _resolve(subject: Any, task: Task | str | None, train_len: int | None) -> tu
         run_task = (
             subject.task if task is None else (get_task(task) if isinstance(task, str) else task)
         )
-        return subject.model, run_task, train_len or subject.train_len, str(subject.path)
+        n = subject.train_len if train_len is None else train_len
+        return subject.model, run_task, n, str(subject.path)
     if task is None or train_len is None:
         raise SimcheckError(
             "checking a bare model needs task= and train_len= (the task it was trained on and "
@@ -125,33 +230,31 @@ def _check_fit(model: Any, task: Task) -> None:
         )
 
 
-def _method_name(method: WitnessSpec) -> str:
-    return method if isinstance(method, str) else getattr(method, "__name__", "user")
+def _learned_positions(model: Any) -> bool:
+    """Whether the model reads absolute positions from a learned table."""
+    spec = getattr(model, "simcheck_spec", None)
+    if spec is not None:
+        return spec.pos == "learned"
+    return getattr(model.cfg, "positional_embedding_type", None) == "standard"
+
+
+def _stream(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([seed, CHECK_STREAM, *keys])
 
 
 class _Checker:
-    """Holds the model, task and settings of one `check` call."""
+    """The model, task, probes and settings of one `check` call."""
 
     def __init__(
-        self,
-        model: Any,
-        task: Task,
-        train_len: int,
-        probes: list[Probe],
-        mode: AttentionMode,
-        methods: list[WitnessSpec],
-        blocks_candidates: int,
-        search_rounds: int,
-        search_proposals: int,
-        seed: int,
+        self, model: Any, task: Task, train_len: int, probes: list[Probe], config: CheckConfig
     ) -> None:
-        self.model, self.task, self.train_len, self.seed = model, task, train_len, seed
-        self.probes, self.mode, self.methods = probes, mode, methods
+        self.model, self.task, self.train_len, self.config = model, task, train_len, config
+        self.mode = parse_attention(config.attention)
+        self.probes = probes
         self.recorded = [p for p in probes if p.comparable]
         self.compared = [p for p in self.recorded if not p.diagnostic]
         self.structure = witness_structure(model, task)
-        self.blocks_candidates = blocks_candidates
-        self.search_rounds, self.search_proposals = search_rounds, search_proposals
+        self.gaps = ChainTerms.for_task(task, config.class_metric)
         self.spreads: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ evaluation
@@ -160,14 +263,15 @@ class _Checker:
         groups: dict[int, list[int]] = defaultdict(list)
         for index, sequence in enumerate(sequences):
             groups[len(sequence)].append(index)
-        parts: list[tuple[list[int], torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []
+        parts = []
         for length in sorted(groups):
             rows = groups[length]
             tokens = torch.as_tensor(np.stack([sequences[i] for i in rows]), dtype=torch.long)
             recording = record(self.model, tokens, self.probes, attention=self.mode)
-            f = self.task.oracle(tokens).float()
-            g = self.task.prediction(recording["output"][:, 0]).float()
-            states = {p.name: recording[p.name][:, 0] for p in self.recorded}
+            f = self.task.oracle(tokens)
+            f = f.long() if self.task.output == "classes" else f.float()
+            g = self.task.prediction(recording["output"][:, 0].cpu()).float()
+            states = {p.name: recording[p.name][:, 0].cpu() for p in self.recorded}
             parts.append((rows, f, g, states))
         order = torch.as_tensor([i for rows, *_ in parts for i in rows])
         inverse = torch.empty_like(order)
@@ -190,31 +294,53 @@ class _Checker:
             result[probe.name] = discrepancy(long, short, self.spreads[probe.name])
         return result
 
+    def sample_long(self, count: int, length: int, rng: np.random.Generator) -> np.ndarray:
+        """``count`` long inputs from the task that have an answer (class tasks leave out
+        inputs without a class)."""
+        kept: list[np.ndarray] = []
+        have = 0
+        for _ in range(MAX_DRAWS):
+            tokens = np.asarray(self.task.sample(count, length, rng), dtype=np.int64)
+            valid = self.task.valid(self.task.oracle(torch.as_tensor(tokens))).numpy()
+            kept.append(tokens[valid])
+            have += int(valid.sum())
+            if have >= count:
+                return np.concatenate(kept)[:count]
+        raise SimcheckError(
+            f"task '{self.task.spec()}' gave only {have} inputs with an answer in "
+            f"{MAX_DRAWS * count} draws at length {length}: its sampler rarely produces a class"
+        )
+
     # ------------------------------------------------------------------ witnesses
     def candidates(self, x: np.ndarray) -> list[Witness]:
         """The constructed witnesses of ``x``. Randomised constructions draw from a generator
         seeded by the check's seed and x's bytes, so an input always gets the same
         witnesses: re-checking an input (as the worst-case climb does) gives the same error."""
         digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.int64).tobytes()).digest()
-        rng = np.random.default_rng([self.seed, int.from_bytes(digest[:8], "little")])
+        rng = np.random.default_rng([self.config.seed, int.from_bytes(digest[:8], "little")])
+        options = {"blocks": {"candidates": self.config.blocks_candidates}}
         out: list[Witness] = []
-        for method in self.methods:
-            if method == "types":
-                out += types_witnesses(x, self.train_len, self.structure)
-            elif method == "blocks":
-                out += blocks_witnesses(
-                    x, self.train_len, self.structure, candidates=self.blocks_candidates, rng=rng
+        for method in self.config.witnesses:
+            if callable(method) or method in CONSTRUCTIONS:
+                name = method if isinstance(method, str) else witness_name(method)
+                out += construct(
+                    method, x, self.train_len, self.structure, rng, **options.get(name, {})
                 )
-            elif callable(method):
-                out += user_witnesses(method, x, self.train_len, self.structure)
         return out
 
-    # ------------------------------------------------------------------ the core
-    def simulate(
-        self, tokens: np.ndarray, rng: np.random.Generator, search: bool = True
-    ) -> _Simulation:
-        """Witnesses, gaps and states for long inputs ``tokens`` [M, T] (``search``: run the
-        local search if it is among the methods)."""
+    def _terms(
+        self, f_x: torch.Tensor, g_x: torch.Tensor, short: _Outcome
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            self.gaps.task_gap(f_x, short.f),
+            self.gaps.error(short.f, short.g),
+            self.gaps.model_gap(g_x, short.g),
+        )
+
+    # ------------------------------------------------------------------ step 1: simulate
+    def simulate(self, tokens: np.ndarray, search: bool) -> Simulation:
+        """Witnesses and their terms for long inputs ``tokens`` [M, T]; with ``search`` the
+        local search (when among the methods) refines each input's chain witness."""
         long = self.evaluate(list(tokens))
         witnesses = [self.candidates(x) for x in tokens]
         if not all(witnesses):
@@ -223,128 +349,132 @@ class _Checker:
                 "which always produces one"
             )
         owner = np.array([i for i, ws in enumerate(witnesses) for _ in ws])
-        flat = [w.tokens for ws in witnesses for w in ws]
-        short = self.evaluate(flat)
-        task_gap = self.task.distance(long.f[owner], short.f).numpy()
-        model_gap = self.task.distance(long.g[owner], short.g).numpy()
-        joint = np.maximum(task_gap, model_gap)
-        methods = np.array([w.method for ws in witnesses for w in ws])
+        short = self.evaluate([w.tokens for ws in witnesses for w in ws])
+        flat = np.stack(self._terms(long.f[owner], long.g[owner], short), axis=1)
         starts = np.cumsum([0] + [len(ws) for ws in witnesses])
-        spans = list(pairwise(starts))
-        best = [int(np.argmin(joint[a:b])) for a, b in spans]
-        floor = np.array([task_gap[a:b].min() for a, b in spans])
-        task_best = starts[:-1] + np.array([int(np.argmin(task_gap[a:b])) for a, b in spans])
-        short_error = self.task.distance(short.f, short.g).numpy()
-        by_method = {
-            name: np.array([joint[a:b][methods[a:b] == name].min(initial=np.inf) for a, b in spans])
-            for name in dict.fromkeys(str(m) for m in methods)
-        }
-        picked = starts[:-1] + np.array(best)
+        terms = [flat[a:b] for a, b in itertools.pairwise(starts)]
+        best = np.array([int(np.argmin(t.sum(1))) for t in terms])
+        picked = torch.as_tensor(starts[:-1] + best)
+        f_z, g_z = short.f[picked], short.g[picked]
         states_z = {name: value[picked] for name, value in short.states.items()}
-        sim = _Simulation(
+        if search and "search" in self.config.witnesses:
+            rows, starts = self._search_starts(tokens, witnesses, terms)
+            if rows:
+                sub = _subset(long, rows)
+                found = self.search(tokens[rows], sub, starts)
+                out = self.evaluate([w.tokens for w in found])
+                found_terms = np.stack(self._terms(sub.f, sub.g, out), axis=1)
+                for j, i in enumerate(rows):
+                    witnesses[i].append(found[j])
+                    terms[i] = np.vstack([terms[i], found_terms[j]])
+                    if found_terms[j].sum() < terms[i][best[i]].sum():
+                        best[i] = len(witnesses[i]) - 1
+                        f_z[i], g_z[i] = out.f[j], out.g[j]
+                        for name in states_z:
+                            states_z[name][i] = out.states[name][j]
+        return Simulation(
             tokens=tokens,
             f_x=long.f,
             g_x=long.g,
             states_x=long.states,
-            witnesses=witnesses,
-            best=best,
-            joint=joint[picked],
-            task_gap=task_gap[picked],
-            model_gap=model_gap[picked],
-            short_error=short_error[picked],
-            floor_gap=floor,
-            by_method=by_method,
-            best_states=states_z,
-            f_z=short.f[picked],
-            g_z=short.g[picked],
-            matched={
-                "task_gap": task_gap[task_best],
-                "short_error": short_error[task_best],
-                "model_gap": model_gap[task_best],
-            },
+            witnesses=tuple(tuple(ws) for ws in witnesses),
+            terms=tuple(terms),
+            chain_best=best,
+            f_z=f_z,
+            g_z=g_z,
+            states_z=states_z,
         )
-        if search and "search" in self.methods:
-            self.search(sim, rng)
-        return sim
 
-    def search(self, sim: _Simulation, rng: np.random.Generator) -> None:
-        """Improve each input's witness by local search on joint error + probe discrepancy,
-        and adopt the result where it lowers the joint error."""
+    def _search_starts(
+        self, tokens: np.ndarray, witnesses: list[list[Witness]], terms: list[np.ndarray]
+    ) -> tuple[list[int], list[Witness]]:
+        """Per input, the witness with the least chain among those the search can start
+        from (ending with x's window, length congruent to x's mod Delta: the constructions'
+        witnesses always are; a user function's may not be). Inputs without one are left
+        out."""
+        tail, period = self.structure.tail, self.structure.period
+        rows, starts = [], []
+        for i, (x, ws, t) in enumerate(zip(tokens, witnesses, terms, strict=True)):
+            for k in np.argsort(t.sum(1), kind="stable"):
+                z = ws[k].tokens
+                if (
+                    len(z) >= tail
+                    and (len(x) - len(z)) % period == 0
+                    and np.array_equal(z[-tail:], x[-tail:])
+                ):
+                    rows.append(i)
+                    starts.append(ws[k])
+                    break
+        return rows, starts
+
+    def search(self, tokens: np.ndarray, long: _Outcome, starts: list[Witness]) -> list[Witness]:
+        """Local search from each input's chain witness on chain + surrogate + probe
+        discrepancy. It keeps x's window and the length's residue mod Delta, as the
+        constructions do, and draws from a generator seeded by the check's seed and the
+        inputs' bytes (so re-simulating the same inputs gives the same witnesses)."""
+        digest = hashlib.sha256(np.ascontiguousarray(tokens).tobytes()).digest()
+        rng = np.random.default_rng([self.config.seed, int.from_bytes(digest[:8], "little")])
 
         def objective(pairs: list[tuple[int, np.ndarray]]) -> np.ndarray:
             owner = np.array([i for i, _ in pairs])
             out = self.evaluate([z for _, z in pairs])
-            task_gap = self.task.distance(sim.f_x[owner], out.f).numpy()
-            model_gap = self.task.distance(sim.g_x[owner], out.g).numpy()
-            states_x = {name: value[owner] for name, value in sim.states_x.items()}
+            chain = np.stack(self._terms(long.f[owner], long.g[owner], out), axis=1).sum(1)
+            surrogate = self.gaps.surrogate(long.g[owner], out.g)
+            states_x = {name: value[owner] for name, value in long.states.items()}
             disc = self.probe_discrepancy(states_x, out.states)
             mean_disc = torch.stack([d.nanmean(-1) for d in disc.values()]).nanmean(0)
             mean_disc = torch.nan_to_num(mean_disc, nan=0.0).numpy()
-            return np.maximum(task_gap, model_gap) + SEARCH_PROBE_WEIGHT * mean_disc
+            return chain + SEARCH_SURROGATE_WEIGHT * surrogate + SEARCH_PROBE_WEIGHT * mean_disc
 
-        starts = [sim.witnesses[i][sim.best[i]].tokens for i in range(len(sim.best))]
-        found = local_search_many(
-            starts,
+        return local_search_many(
+            [w.tokens for w in starts],
             objective,
             self.train_len,
             self.structure,
             rng,
-            rounds=self.search_rounds,
-            proposals=self.search_proposals,
+            rounds=self.config.search_rounds,
+            proposals=self.config.search_proposals,
+            keep_window=True,
+            xs=list(tokens),
         )
-        out = self.evaluate([w.tokens for w in found])
-        task_gap = self.task.distance(sim.f_x, out.f).numpy()
-        model_gap = self.task.distance(sim.g_x, out.g).numpy()
-        joint = np.maximum(task_gap, model_gap)
-        sim.by_method["search"] = np.minimum(joint, sim.joint)
-        for i, witness in enumerate(found):
-            sim.witnesses[i].append(witness)
-            if joint[i] < sim.joint[i]:
-                sim.best[i] = len(sim.witnesses[i]) - 1
-                sim.joint[i], sim.task_gap[i], sim.model_gap[i] = (
-                    joint[i],
-                    task_gap[i],
-                    model_gap[i],
-                )
-                sim.short_error[i] = float(self.task.distance(out.f[i : i + 1], out.g[i : i + 1]))
-                sim.f_z[i], sim.g_z[i] = out.f[i], out.g[i]
-                for name in sim.best_states:
-                    sim.best_states[name][i] = out.states[name][i]
 
     def worst_inputs(
         self, tokens: np.ndarray, rng: np.random.Generator, rounds: int
     ) -> tuple[np.ndarray, list[float]]:
-        """Hill-climb each long input towards a larger simulation error: each round replaces
-        a random eighth of every input with fresh task tokens and keeps the change where the
-        error (min over witnesses of max(task gap, model gap)) grows."""
+        """Hill-climb each long input towards a larger chain: each round replaces a random
+        eighth of every input with fresh task tokens and keeps the change where the chain
+        (least task gap + short error + model gap over the witnesses) grows."""
         tokens = tokens.copy()
         count, length = tokens.shape
         segment = max(1, length // 8)
-        error = self.simulate(tokens, rng, search=False).joint
+        error = self.simulate(tokens, search=False).chain
         trace = [float(error.mean())]
         for _ in range(rounds):
             proposal = tokens.copy()
             fresh = np.asarray(self.task.sample(count, length, rng))
             for row, start in enumerate(rng.integers(0, length - segment + 1, size=count)):
                 proposal[row, start : start + segment] = fresh[row, start : start + segment]
-            candidate = self.simulate(proposal, rng, search=False).joint
+            valid = self.task.valid(self.task.oracle(torch.as_tensor(proposal))).numpy()
+            candidate = np.full(count, -np.inf)
+            if valid.any():
+                candidate[valid] = self.simulate(proposal[valid], search=False).chain
             better = candidate > error
             tokens[better], error[better] = proposal[better], candidate[better]
             trace.append(float(error.mean()))
         return tokens, trace
 
     # ------------------------------------------------------------------ reference
-    def reference(self, samples: int, rng: np.random.Generator) -> dict[str, Any]:
-        """Record inputs of lengths <= N: spreads, short states for coverage, and attention
-        summaries at length N."""
+    def reference(self, rng: np.random.Generator) -> Reference:
+        """Record inputs of lengths <= N: spreads, short errors, short states for coverage,
+        and attention summaries at length N."""
         low = max(self.structure.min_length, self.structure.window + 1, 1)
         if low > self.train_len:
             raise SimcheckError(
                 f"training length {self.train_len} is below the shortest input the task and "
                 f"model need ({low}); pass the model's real training length"
             )
-        lengths = rng.integers(low, self.train_len + 1, size=samples)
-        sequences = []
+        lengths = rng.integers(low, self.train_len + 1, size=self.config.reference_samples)
+        sequences: list[np.ndarray] = []
         for length, count in sorted(zip(*np.unique(lengths, return_counts=True), strict=True)):
             sequences += list(np.asarray(self.task.sample(int(count), int(length), rng)))
         short = self.evaluate(sequences)
@@ -352,74 +482,69 @@ class _Checker:
             self.spreads[probe.name] = spread(
                 head_vectors(short.states[probe.name], probe.per_head)
             )
-        at_n = np.asarray(self.task.sample(min(samples, 64), self.train_len, rng))
+        at_n = np.asarray(self.task.sample(min(self.config.reference_samples, 64),
+                                           self.train_len, rng))  # fmt: skip
         at_n_outcome = self.evaluate(list(at_n))
-        return {
-            "states": short.states,
-            "lengths": lengths,
-            "attention_at_n": attention_summary(self.recorded, at_n_outcome.states),
-            "short_error": self.task.distance(short.f, short.g).numpy(),
-        }
+        return Reference(
+            outcome=short,
+            lengths=np.array([len(s) for s in sequences]),
+            sequences=sequences,
+            attention_at_n=attention_summary(self.recorded, at_n_outcome.states),
+        )
+
+
+# ---------------------------------------------------------------------- the entry point
 
 
 def check(
     subject: Any,
     task: Task | str | None = None,
     train_len: int | None = None,
-    test_lengths: Sequence[int] = (1024,),
-    eps: float = 0.1,
-    delta: float = 0.05,
-    samples: int = 100,
-    witnesses: Sequence[WitnessSpec] = ("types", "blocks", "search"),
-    seed: int = 0,
-    worst_case: int = 0,
-    attention: AttentionMode = "softmax",
+    config: CheckConfig | None = None,
+    *,
     probes: Sequence[Probe] | None = None,
-    reference_samples: int = 256,
-    blocks_candidates: int = 16,
-    search_rounds: int = 10,
-    search_proposals: int = 16,
-    diverge_at: float = 0.5,
     progress: bool = False,
+    **settings: Any,
 ) -> CheckReport:
-    """Check whether ``subject`` (a `Run`, a run directory, or a model with ``task`` and
-    ``train_len``) is simulatable at each test length with error ``eps`` and confidence
-    ``delta``; see the module docstring for the method.
+    """Check ``subject`` (a `Run`, a run directory, or a model with ``task`` and
+    ``train_len``) at each test length: certify it, or say why not (see the module
+    docstring and `simcheck.outcomes`).
+
+    Settings come from ``config`` (a `CheckConfig`), and any of its fields can be given by
+    keyword instead or on top: ``check(run, test_lengths=[256], eps=0.05)``.
 
     Args:
-        witnesses: ``"types"``, ``"blocks"``, ``"search"`` and/or functions
-            ``fn(x, max_length, structure) -> list of token arrays``.
-        worst_case: rounds of hill climbing over long inputs (0: sampled inputs only).
-        attention: ``"softmax"`` or ``"hardmax[:bits]"`` (finite precision).
         probes: states to compare (default `simcheck.probes.default_probes`).
-        diverge_at: a probe diverges when its median normalised discrepancy exceeds this.
+        progress: show a progress bar over the test lengths.
     """
+    unknown = set(settings) - set(CheckConfig.field_names())
+    if unknown:
+        raise SimcheckError(
+            f"check() got unknown settings {sorted(unknown)}; the settings are the fields of "
+            f"CheckConfig: {', '.join(CheckConfig.field_names())}"
+        )
+    config = (config or CheckConfig()).replace(**settings) if settings else config or CheckConfig()
     model, task, train_len, source = _resolve(subject, task, train_len)
     _check_fit(model, task)
-    lengths = [int(t) for t in test_lengths]
-    _validate(eps, delta, samples, lengths, witnesses, reference_samples, worst_case)
+    config.validate_for(task.metric_max, task.metric_name, train_len)
+    lengths = config.lengths_for(train_len)
     for length in lengths:
         check_input_length(model, length)
-    mode = parse_attention(attention)
     structure = witness_structure(model, task)
     chosen = list(probes) if probes else default_probes(model, structure.period, structure.window)
     if not any(isinstance(p, Output) for p in chosen):
         chosen.append(Output())
-    checker = _Checker(
-        model, task, train_len, chosen, mode, list(witnesses),
-        blocks_candidates, search_rounds, search_proposals, seed,
+    checker = _Checker(model, task, train_len, chosen, config)
+    reference = checker.reference(_stream(config.seed, REFERENCE_STREAM))
+    schedule = [config.samples] if config.worst_case else look_schedule(
+        config.samples, config.max_samples
     )  # fmt: skip
-    reference = checker.reference(reference_samples, np.random.default_rng([seed, 0]))
+    alpha = look_alpha(config.confidence, len(schedule))
+    short = _short_behaviour(checker, reference, alpha)
     results = []
     for length in tqdm(lengths, desc="check", disable=not progress):
-        rng = np.random.default_rng([seed, length])
-        tokens = np.asarray(task.sample(samples, length, rng))
-        trace: list[float] = []
-        if worst_case:
-            tokens, trace = checker.worst_inputs(tokens, rng, worst_case)
-        sim = checker.simulate(tokens, rng)
-        results.append(_summarise(checker, sim, reference, length, eps, delta, diverge_at, trace))
-    config = {
+        results.append(_check_length(checker, reference, short, length, schedule, alpha))
+    report_config = {
         "source": source,
         "model": {
             "weights_sha256": weights_hash(model),
@@ -427,148 +552,238 @@ def check(
         },
         "task": task_record(task),
         "train_len": train_len,
+        **config.to_dict(),
         "test_lengths": lengths,
-        "eps": eps,
-        "delta": delta,
-        "samples": samples,
-        "seed": seed,
-        "witnesses": [_method_name(m) for m in witnesses],
+        "looks": schedule,
+        "look_level": 1 - alpha,
         "structure": {"period": structure.period, "window": structure.window},
-        "blocks_candidates": blocks_candidates,
-        "search": {"rounds": search_rounds, "proposals": search_proposals},
-        "worst_case_rounds": worst_case,
-        "attention": attention_name(mode),
         "reference": {
-            "samples": reference_samples,
-            "lengths": [int(reference["lengths"].min()), int(reference["lengths"].max())],
-            "mean_short_error": float(reference["short_error"].mean()),
+            "lengths": [int(reference.lengths.min()), int(reference.lengths.max())],
+            "short": short.to_dict(),
         },
-        "diverge_at": diverge_at,
         "probes": [p.name for p in chosen],
         "versions": library_versions(),
     }
-    return CheckReport(config, results)
+    return CheckReport(report_config, results)
 
 
-def _validate(
-    eps: float,
-    delta: float,
-    samples: int,
-    lengths: list[int],
-    witnesses: Sequence[WitnessSpec],
-    reference_samples: int,
-    worst_case: int,
-) -> None:
-    if not eps > 0:
-        raise SimcheckError(f"eps must be positive, got {eps}")
-    if not 0 <= delta < 1:
-        raise SimcheckError(f"delta must be in [0, 1), got {delta}")
-    if samples < 1 or reference_samples < 2:
-        raise SimcheckError("samples must be >= 1 and reference_samples >= 2")
-    if not lengths or min(lengths) < 1:
-        raise SimcheckError(f"test lengths must be positive integers, got {lengths}")
-    if worst_case < 0:
-        raise SimcheckError(f"worst_case is a number of rounds >= 0, got {worst_case}")
-    if not witnesses:
-        raise SimcheckError(f"give at least one witness method: {', '.join(WITNESS_METHODS)}")
-    for method in witnesses:
-        if isinstance(method, str) and method not in WITNESS_METHODS:
-            raise SimcheckError(
-                f"unknown witness method '{method}'; use {', '.join(WITNESS_METHODS)} or a function"
-            )
-    if list(witnesses) == ["search"]:
-        raise SimcheckError("'search' starts from a construction: add 'types' or 'blocks'")
-
-
-def _summarise(
+def _check_length(
     checker: _Checker,
-    sim: _Simulation,
-    reference: dict[str, Any],
+    reference: Reference,
+    short: ShortBehaviour,
     length: int,
-    eps: float,
-    delta: float,
-    diverge_at: float,
+    schedule: list[int],
+    alpha: float,
+) -> LengthResult:
+    """Simulate, look, and summarise at one test length."""
+    config = checker.config
+    parts: list[Simulation] = []
+    trace: list[float] = []
+    drawn = 0
+    for look, size in enumerate(schedule):
+        rng = _stream(config.seed, length, look)
+        tokens = checker.sample_long(size - drawn, length, rng)
+        drawn = size
+        if config.worst_case:
+            tokens, trace = checker.worst_inputs(tokens, rng, config.worst_case)
+        parts.append(checker.simulate(tokens, search=True))
+        sim = Simulation.concat(parts)
+        intervals = _intervals(checker, sim, alpha)
+        outcome = decide(intervals["chain"], short.interval, intervals["long"], config.delta)
+        if outcome != UNDECIDED:
+            break
+    return summarise(checker, sim, reference, short, length, intervals, outcome, look + 1, trace)
+
+
+def _intervals(checker: _Checker, sim: Simulation, alpha: float) -> dict[str, Interval]:
+    eps = checker.config.eps
+    long_error = checker.gaps.error(sim.f_x, sim.g_x)
+    return {
+        "chain": clopper_pearson(int((sim.chain > eps).sum()), sim.count, alpha),
+        "long": clopper_pearson(int((long_error > eps).sum()), sim.count, alpha),
+    }
+
+
+def _short_behaviour(checker: _Checker, reference: Reference, alpha: float) -> ShortBehaviour:
+    """How the model does on the reference inputs of lengths <= N."""
+    task, out = checker.task, reference.outcome
+    valid = task.valid(out.f).numpy()
+    f, g = out.f[valid], out.g[valid]
+    errors = checker.gaps.error(f, g)
+    interval = clopper_pearson(int((errors > checker.config.eps).sum()), len(errors), alpha)
+    if task.output == "scalar":
+        return ShortBehaviour(interval, float(errors.mean()), float(g.std()), float(f.std()))
+    targets = f if task.output == "distribution" else torch.nn.functional.one_hot(
+        f, task.num_classes
+    ).float()  # fmt: skip
+    decision_share = class_share = None
+    if task.output == "classes":
+        decision_share = float(torch.bincount(g.argmax(-1)).max()) / len(g)
+        class_share = float(torch.bincount(f).max()) / len(f)
+    return ShortBehaviour(
+        interval,
+        float(errors.mean()),
+        _mean_tv_spread(g),
+        _mean_tv_spread(targets),
+        decision_share,
+        class_share,
+    )
+
+
+def _mean_tv_spread(p: torch.Tensor) -> float:
+    """Mean total variation of probability rows from their mean."""
+    return float(0.5 * (p - p.mean(0, keepdim=True)).abs().sum(-1).mean())
+
+
+# ---------------------------------------------------------------------- step 2: summarise
+
+
+def summarise(
+    checker: _Checker,
+    sim: Simulation,
+    reference: Reference,
+    short: ShortBehaviour,
+    length: int,
+    intervals: dict[str, Interval],
+    outcome: str,
+    looks: int,
     trace: list[float],
 ) -> LengthResult:
-    task = checker.task
-    long_error = task.distance(sim.f_x, sim.g_x).numpy()
-    disc = checker.probe_discrepancy(sim.states_x, sim.best_states)
+    """The `LengthResult` of one length: outcome, statistics and diagnosis."""
+    config, task = checker.config, checker.task
+    long_error = checker.gaps.error(sim.f_x, sim.g_x)
+    chain, joint, floor = sim.chain, sim.joint, sim.floor_gap
+    at_chain, matched = sim.at_chain(), sim.at_task_match()
+    stats = _probe_stats(checker, sim)
+    covered = {}
+    for probe in checker.compared:
+        if isinstance(probe, Residual):
+            long = sim.states_x[probe.name].reshape(sim.count, -1)
+            ref = reference.outcome.states[probe.name].reshape(len(reference.sequences), -1)
+            covered[probe.name] = coverage(long, ref)
+    signed = None
+    if task.output == "scalar":
+        signed = np.stack(
+            [(sim.f_x - sim.f_z).numpy(), (sim.f_z - sim.g_z).numpy(), (sim.g_z - sim.g_x).numpy()],
+            axis=1,
+        )
+    chosen = sim.chosen()
+    worst = [
+        WorstCase(
+            index=int(i),
+            x=sim.tokens[i],
+            z=chosen[i],
+            chain=float(chain[i]),
+            task_gap=float(at_chain[i, 0]),
+            short_error=float(at_chain[i, 1]),
+            model_gap=float(at_chain[i, 2]),
+            long_error=float(long_error[i]),
+        )
+        for i in np.argsort(-chain, kind="stable")[:3]
+    ]
+    by_method: dict[str, float] = {}
+    for name in dict.fromkeys(w.method for ws in sim.witnesses for w in ws):
+        per_input = [
+            min((max(t[k, 0], t[k, 2]) for k, w in enumerate(ws) if w.method == name),
+                default=math.inf)
+            for ws, t in zip(sim.witnesses, sim.terms, strict=True)
+        ]  # fmt: skip
+        by_method[name] = simulation_error(np.array(per_input), config.delta)
+    attention = attention_summary(checker.recorded, sim.states_x)
+    result = LengthResult(
+        length=length,
+        outcome=outcome,
+        chain_interval=intervals["chain"],
+        long_interval=intervals["long"],
+        looks=looks,
+        chain_bound=simulation_error(chain, config.delta),
+        eps_star=simulation_error(joint, config.delta),
+        task_floor=simulation_error(floor, config.delta),
+        eps=config.eps,
+        chain=chain,
+        joint=joint,
+        long_error=long_error,
+        task_gap=at_chain[:, 0],
+        short_error=at_chain[:, 1],
+        model_gap=at_chain[:, 2],
+        floor_gap=floor,
+        signed_terms=signed,
+        by_method=by_method,
+        witness_lengths=np.array([w.length for w in chosen]),
+        witness_methods=[w.method for w in chosen],
+        probes=stats,
+        matched_terms={
+            "task_gap": matched[:, 0],
+            "short_error": matched[:, 1],
+            "model_gap": matched[:, 2],
+        },
+        coverage=covered,
+        attention=attention,
+        worst=worst,
+        worst_case_trace=trace,
+    )
+    uncovered = chain > config.eps
+    result.diagnosis = diagnose(
+        Evidence(
+            length=length,
+            train_len=checker.train_len,
+            eps=config.eps,
+            delta=config.delta,
+            outcome=outcome,
+            chain=intervals["chain"],
+            long=intervals["long"],
+            uncovered=uncovered,
+            matched=result.matched_terms,
+            floor_gap=floor,
+            probes=tuple(stats),
+            coverage=covered,
+            attention=attention,
+            attention_at_n=reference.attention_at_n,
+            short=short,
+            margin=_margin_evidence(task, sim.tokens[uncovered], reference),
+            learned_positions=_learned_positions(checker.model),
+            mode=checker.mode,
+            diverge_at=config.diverge_at,
+        )
+    )
+    return result
+
+
+def _probe_stats(checker: _Checker, sim: Simulation) -> list[ProbeStat]:
+    disc = checker.probe_discrepancy(sim.states_x, sim.states_z)
     stats = []
     for probe in checker.compared:
         values = disc[probe.name].numpy()
         for group in range(values.shape[1]):
-            column = values[:, group]
-            finite = column[np.isfinite(column)]
+            finite = values[:, group][np.isfinite(values[:, group])]
             stats.append(
                 ProbeStat(
-                    probe=probe.name,
+                    probe=probe,
                     head=group if probe.per_head else None,
-                    depth=probe.depth,
                     median=float(np.median(finite)) if finite.size else math.nan,
                     mean=float(finite.mean()) if finite.size else math.nan,
                     max=float(finite.max()) if finite.size else math.nan,
                 )
             )
-    covered = {}
-    for probe in checker.compared:
-        if probe.name.startswith("resid_"):
-            long = sim.states_x[probe.name].reshape(len(sim.tokens), -1)
-            short = reference["states"][probe.name].reshape(len(reference["lengths"]), -1)
-            covered[probe.name] = coverage(long, short)
-    signed = None
-    if task.output == "scalar":
-        signed = np.stack(
-            [
-                (sim.f_x - sim.f_z).numpy(),
-                (sim.f_z - sim.g_z).numpy(),
-                (sim.g_z - sim.g_x).numpy(),
-            ],
-            axis=1,
-        )
-    order = np.argsort(-sim.joint, kind="stable")[:3]
-    worst = [
-        WorstCase(
-            index=int(i),
-            x=sim.tokens[i],
-            z=sim.witnesses[i][sim.best[i]],
-            joint=float(sim.joint[i]),
-            task_gap=float(sim.task_gap[i]),
-            model_gap=float(sim.model_gap[i]),
-            short_error=float(sim.short_error[i]),
-            long_error=float(long_error[i]),
-        )
-        for i in order
-    ]
-    eps_star = simulation_error(sim.joint, delta)
-    result = LengthResult(
-        length=length,
-        eps_star=eps_star,
-        task_floor=simulation_error(sim.floor_gap, delta),
-        simulatable=eps_star <= eps,
-        joint=sim.joint,
-        long_error=long_error,
-        task_gap=sim.task_gap,
-        model_gap=sim.model_gap,
-        short_error=sim.short_error,
-        floor_gap=sim.floor_gap,
-        signed_terms=signed,
-        by_method={m: simulation_error(v, delta) for m, v in sim.by_method.items()},
-        witness_lengths=np.array([sim.witnesses[i][b].length for i, b in enumerate(sim.best)]),
-        witness_methods=[sim.witnesses[i][b].method for i, b in enumerate(sim.best)],
-        probes=stats,
-        matched_terms=sim.matched,
-        coverage=covered,
-        attention=attention_summary(checker.recorded, sim.states_x),
-        worst=worst,
-        worst_case_trace=trace,
-    )
-    result.diagnosis = diagnose(
-        result,
-        model=checker.model,
-        train_len=checker.train_len,
-        eps=eps,
-        diverge_at=diverge_at,
-        attention_at_n=reference["attention_at_n"],
-        mode=checker.mode,
-    )
-    return result
+    return stats
+
+
+def _margin_evidence(
+    task: Task, uncovered: np.ndarray, reference: Reference
+) -> MarginEvidence | None:
+    """The task's margin statistic on the uncovered long inputs and its smallest value
+    with an answer among the reference inputs (None when the task has no margin)."""
+    if len(uncovered) == 0 or task.margin(torch.as_tensor(uncovered[:1])) is None:
+        return None
+    long = task.margin(torch.as_tensor(uncovered)).numpy()
+    by_length: dict[int, list[np.ndarray]] = defaultdict(list)
+    for sequence in reference.sequences:
+        by_length[len(sequence)].append(sequence)
+    smallest = math.inf
+    for group in by_length.values():
+        tokens = torch.as_tensor(np.stack(group))
+        margins = task.margin(tokens).numpy()
+        valid = task.valid(task.oracle(tokens)).numpy() & (margins > 0)
+        if valid.any():
+            smallest = min(smallest, float(margins[valid].min()))
+    return MarginEvidence(task.margin_name, long, smallest)

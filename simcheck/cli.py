@@ -18,7 +18,7 @@ from simcheck.errors import SimcheckError
 from simcheck.evaluation import evaluate, parse_lengths
 from simcheck.models import INIT_MODES, POSITIONAL_ENCODINGS
 from simcheck.plotting import length_curves_figure, save_figure
-from simcheck.report import CERTIFICATE_FILE
+from simcheck.report import CERTIFICATE_FILE, CERTIFICATE_VERSION
 from simcheck.runs import (
     EVAL_CSV,
     EVAL_JSON,
@@ -148,30 +148,93 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Check whether a run is simulatable at the test lengths; write certificate and report."""
+    """Check a run at the test lengths: certify it or diagnose it; write the certificate
+    and the report."""
     from simcheck.checker import check
 
     run = load_run(args.run)
-    attention = f"hardmax:{args.bits}" if args.attention == "hardmax" else "softmax"
-    report = check(
-        run,
-        train_len=args.train_len,
-        test_lengths=parse_lengths(args.test_len),
-        eps=args.eps,
-        delta=args.delta,
-        samples=args.samples,
-        witnesses=[w.strip() for w in args.witnesses.split(",") if w.strip()],
-        seed=args.seed,
-        worst_case=args.worst_case,
-        attention=attention,
-        reference_samples=args.reference_samples,
-        progress=_show_progress(args),
+    config = _check_config(args)
+    report = check(run, train_len=args.train_len, config=config, progress=_show_progress(args))
+    name = (
+        "check" if config.attention == "softmax" else f"check-{config.attention.replace(':', '')}"
     )
-    name = "check" if attention == "softmax" else f"check-{attention.replace(':', '')}"
     out = report.save(args.out or run.path / name)
     print(report.summary())
     print(f"wrote {out}/: certificate.json, summary.txt, report.html and figures")
-    return 0 if report.simulatable or not args.strict else 1
+    return 0 if report.certified or not args.strict else 1
+
+
+_CHECK_HELP = {
+    "test_lengths": ("--test-len", "test lengths T, e.g. 256,1024 (default 8 x N)"),
+    "eps": ("--eps", "error to certify"),
+    "delta": ("--delta", "fraction of long inputs allowed above eps"),
+    "confidence": ("--confidence", "confidence level of each verdict"),
+    "samples": ("--samples", "long inputs per length at the first look"),
+    "max_samples": ("--max-samples", "most long inputs per length while undecided"),
+    "witnesses": ("--witnesses", "witness methods, comma-separated"),
+    "seed": ("--seed", "seed of inputs and witnesses"),
+    "worst_case": ("--worst-case", "rounds of hill climbing towards inputs with large errors"),
+    "attention": ("--attention", "softmax, or hardmax[:bits] for finite precision"),
+    "reference_samples": ("--reference-samples", "inputs of lengths <= N"),
+    "blocks_candidates": ("--blocks-candidates", "block-subsampling witnesses per input"),
+    "search_rounds": ("--search-rounds", "rounds of the witness search"),
+    "search_proposals": ("--search-proposals", "edits the witness search tries per round"),
+    "diverge_at": ("--diverge-at", "median discrepancy (x spread) at which a state diverges"),
+    "class_metric": ("--class-metric", "class tasks: compare decisions or total variation"),
+}
+"""The command-line flag and help of every `CheckConfig` field."""
+
+
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per `CheckConfig` field, its default read from the field."""
+    from simcheck.check_config import CLASS_METRICS, CheckConfig
+
+    defaults = CheckConfig()
+    group = parser.add_argument_group("check settings")
+    for name in CheckConfig.field_names():
+        flag, text = _CHECK_HELP[name]
+        default = getattr(defaults, name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        help_text = text if name == "test_lengths" else f"{text} (default {shown})"
+        if name == "test_lengths":
+            group.add_argument(flag, dest=name, type=_lengths_arg, help=help_text)
+        elif name == "witnesses":
+            group.add_argument(flag, dest=name, type=_comma_list, help=help_text)
+        elif name == "class_metric":
+            group.add_argument(flag, dest=name, choices=CLASS_METRICS, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, type=type(default), help=help_text)
+    group.add_argument("--bits", type=int, help="precision p: --attention hardmax:<bits>")
+
+
+def _lengths_arg(text: str) -> list[int]:
+    try:
+        return parse_lengths(text)
+    except SimcheckError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _check_config(args: argparse.Namespace) -> Any:
+    """The `CheckConfig` the check flags describe (unset flags keep the defaults)."""
+    from simcheck.check_config import CheckConfig
+
+    values = {
+        name: getattr(args, name)
+        for name in CheckConfig.field_names()
+        if getattr(args, name, None) is not None
+    }
+    if args.bits is not None:
+        if values.get("attention", "hardmax") != "hardmax":
+            raise SimcheckError(
+                f"--bits sets the precision of hard attention, but --attention is "
+                f"'{values['attention']}': drop --bits or use --attention hardmax"
+            )
+        values["attention"] = f"hardmax:{args.bits}"
+    return CheckConfig(**values)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -274,18 +337,27 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _show_certificate(path: Path, run: Any) -> None:
-    """One line per saved check: its verdict and eps* per length, flagged when the weights
-    have changed since (a resumed or retrained run)."""
+    """One line per saved check: its outcome and chain bound per length, flagged when the
+    weights have changed since (a resumed or retrained run)."""
     try:
         certificate = read_json(path)
-        eps_star = ", ".join(f"T={r['T']}: {r['eps_star']:.3g}" for r in certificate["results"])
-        verdict = certificate["verdict"]
+        if certificate.get("version") != CERTIFICATE_VERSION:
+            print(
+                f"check     {path.parent.name}: certificate version {certificate.get('version')} "
+                f"(this simcheck writes {CERTIFICATE_VERSION}, with outcomes): run "
+                f"`simcheck check {run.path}` again"
+            )
+            return
+        outcomes = ", ".join(
+            f"T={r['T']}: {r['outcome']} (chain bound {r['chain_bound']:.3g})"
+            for r in certificate["results"]
+        )
         same = certificate["config"]["model"]["weights_sha256"] == weights_hash(run.model)
     except (SimcheckError, KeyError, TypeError):
         print(f"check     {path.parent.name}: unreadable certificate {path}")
         return
     stale = "" if same else " [weights changed since]"
-    print(f"check     {path.parent.name}: {verdict} (eps* {eps_star}){stale}")
+    print(f"check     {path.parent.name}: {outcomes}{stale}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -368,36 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     ck = sub.add_parser(
-        "check", help="certify or diagnose simulatability of a run at long test lengths"
+        "check", help="certify or diagnose a run's length generalization at long test lengths"
     )
     ck.add_argument("run", metavar="RUN", help="run directory")
-    ck.add_argument(
-        "--test-len", default="256,1024", help="test lengths T, e.g. 256,1024 (default 256,1024)"
-    )
     ck.add_argument("--train-len", type=int, help="training length N (default: the run's)")
-    ck.add_argument("--eps", type=float, default=0.1, help="error to certify (default 0.1)")
-    ck.add_argument(
-        "--delta", type=float, default=0.05, help="fraction of inputs allowed above eps (0.05)"
-    )
-    ck.add_argument("--samples", type=int, default=100, help="long inputs M per length (100)")
-    ck.add_argument(
-        "--witnesses",
-        default="types,blocks,search",
-        help="witness methods, comma-separated (default types,blocks,search)",
-    )
-    ck.add_argument(
-        "--worst-case",
-        type=int,
-        default=0,
-        metavar="ROUNDS",
-        help="hill-climb long inputs towards the largest error for ROUNDS rounds",
-    )
-    ck.add_argument("--attention", choices=("softmax", "hardmax"), default="softmax")
-    ck.add_argument("--bits", type=int, default=8, help="precision p for --attention hardmax")
-    ck.add_argument("--reference-samples", type=int, default=256, help="inputs of length <= N")
-    ck.add_argument("--seed", type=int, default=0, help="seed of inputs and witnesses (0)")
+    _add_check_options(ck)
     ck.add_argument("--out", type=Path, help="output directory (default RUN/check)")
-    ck.add_argument("--strict", action="store_true", help="exit 1 when not simulatable")
+    ck.add_argument(
+        "--strict", action="store_true", help="exit 1 unless every test length is certified"
+    )
     ck.add_argument("--quiet", action="store_true", help="no progress bar")
     ck.set_defaults(func=cmd_check)
 

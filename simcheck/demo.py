@@ -5,8 +5,9 @@ the limit transformer's periodic positions (a table indexed by position mod 3) s
 kind of position at every length; a model with a learned absolute table has never trained
 the rows beyond 32. The demo trains both, evaluates both from 8 to 1024 tokens, prints the
 tables and draws the two curves into one figure. Then it runs the simulation check on each:
-the periodic model is certified at T=1024, the learned one is refused at T=256 with a
-diagnosis, and each writes a certificate and an HTML report into its run directory.
+the periodic model's outcome at T=1024 is ``certified``, the learned one's at T=256 is
+``not-simulatable`` with the positional cause in its diagnosis, and each writes a
+certificate and an HTML report into its run directory.
 """
 
 from __future__ import annotations

@@ -103,21 +103,28 @@ class EvalResult:
     def format_table(self) -> str:
         """A fixed-width text table for the terminal."""
         metric = self.meta.get("metric", "metric")
+        classes = self.meta.get("output") == "classes"
         has_base = any(r.get("baseline_loss") is not None for r in self.rows)
         head = f"{'length':>7} {'loss mean':>10} {'± sem':>9} {'median':>10} {'p95':>10}"
-        head += f" {metric + ' mean':>13}"
+        head += f" {'accuracy':>9} {'no class':>8}" if classes else f" {metric + ' mean':>13}"
         head += f" {'baseline':>10}" if has_base else ""
         lines = [head, "-" * len(head)]
         for r in self.rows:
             mark = "*" if r["length"] > self.train_len else " "
             line = (
                 f"{r['length']:>6}{mark} {r['loss_mean']:>10.3e} {r['loss_sem']:>9.1e} "
-                f"{r['loss_median']:>10.3e} {r['loss_p95']:>10.3e} {r['metric_mean']:>13.3e}"
+                f"{r['loss_median']:>10.3e} {r['loss_p95']:>10.3e}"
             )
+            if classes:
+                line += f" {r['accuracy']:>9.4f} {r['no_class']:>8}"
+            else:
+                line += f" {r['metric_mean']:>13.3e}"
             if has_base:
                 line += f" {r['baseline_loss']:>10.3e}"
             lines.append(line)
         lines.append(f"* beyond the training length N={self.train_len}")
+        if classes:
+            lines.append("accuracy over inputs with a class; 'no class': inputs left out (ties)")
         if self.plateau is not None:
             lines.append(f"plateau (mean loss at {self.plateau_lengths}): {self.plateau:.3e}")
         return "\n".join(lines)
@@ -165,21 +172,39 @@ class EvalResult:
         }
 
 
-def _row(length: int, loss: torch.Tensor, metric: torch.Tensor, base: torch.Tensor | None):
+def _row(
+    length: int,
+    loss: torch.Tensor,
+    metric: torch.Tensor,
+    base: torch.Tensor | None,
+    excluded: int,
+    classes: bool,
+) -> dict[str, Any]:
+    """One length's row, from the per-sample losses and metrics of the rows that have a
+    target (``excluded`` counts the others)."""
     n = loss.numel()
-    std = float(loss.std()) if n > 1 else 0.0
-    return {
+
+    def stat(values: torch.Tensor, fn) -> float:
+        return float(fn(values.double())) if values.numel() else math.nan
+
+    std = float(loss.std()) if n > 1 else (0.0 if n else math.nan)
+    row = {
         "length": length,
         "samples": n,
-        "loss_mean": float(loss.mean()),
+        "no_class": excluded,
+        "loss_mean": stat(loss, torch.mean),
         "loss_std": std,
-        "loss_sem": std / math.sqrt(n),
-        "loss_median": float(loss.median()),
-        "loss_p95": float(torch.quantile(loss.double(), 0.95)),
-        "metric_mean": float(metric.mean()),
-        "metric_std": float(metric.std()) if n > 1 else 0.0,
-        "baseline_loss": None if base is None else float(base.mean()),
+        "loss_sem": std / math.sqrt(n) if n else math.nan,
+        "loss_median": stat(loss, torch.median),
+        "loss_p95": stat(loss, lambda v: torch.quantile(v, 0.95)),
+        "metric_mean": stat(metric, torch.mean),
+        "metric_std": float(metric.std()) if n > 1 else (0.0 if n else math.nan),
+        "metric_p95": stat(metric, lambda v: torch.quantile(v, 0.95)),
+        "baseline_loss": None if base is None else stat(base, torch.mean),
     }
+    if classes:
+        row["accuracy"] = 1.0 - row["metric_mean"]
+    return row
 
 
 def _plateau(rows: Sequence[dict[str, Any]], train_len: int) -> tuple[float | None, list[int]]:
@@ -216,11 +241,13 @@ def evaluate(
         rng = np.random.default_rng([seed, length])
         batch = task.batch(samples, length, rng)
         output = last_outputs(model, batch.tokens, batch_size)
-        loss = task.loss(output, batch.targets)
-        metric = task.metric(output, batch.targets)
+        valid = task.valid(batch.targets)
+        loss = task.loss(output, batch.targets)[valid]
+        metric = task.metric(output, batch.targets)[valid]
         base_out = task.baseline(batch.tokens)
-        base = None if base_out is None else task.loss(base_out, batch.targets)
-        rows.append(_row(length, loss, metric, base))
+        base = None if base_out is None else task.loss(base_out, batch.targets)[valid]
+        excluded = int((~valid).sum())
+        rows.append(_row(length, loss, metric, base, excluded, task.output == "classes"))
     plateau, plateau_lengths = _plateau(rows, run.train_len)
     result = EvalResult(
         rows=rows,
@@ -232,6 +259,7 @@ def evaluate(
             "task": task.spec(),
             "pos": run.model.simcheck_spec.pos,
             "metric": task.metric_name,
+            "output": task.output,
             "samples": samples,
             "seed": seed,
             "weights_sha256": weights_hash(model),

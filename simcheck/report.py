@@ -20,13 +20,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from simcheck.diagnosis import Diagnosis
+from simcheck.confidence import Interval
+from simcheck.diagnosis import Diagnosis, ProbeStat
+from simcheck.outcomes import ADVICE, CERTIFIED, MEANING
 from simcheck.runs import atomic_write, write_text
 from simcheck.simstats import Coverage, needed_count
 from simcheck.witnesses import Witness
 
 CERTIFICATE_FORMAT = "simcheck-certificate"
-CERTIFICATE_VERSION = 1
+CERTIFICATE_VERSION = 2
 CERTIFICATE_FILE = "certificate.json"
 SUMMARY_FILE = "summary.txt"
 HTML_FILE = "report.html"
@@ -34,29 +36,16 @@ FIGURES = ("decomposition.png", "discrepancy.png", "coverage.png")
 
 
 @dataclass(frozen=True)
-class ProbeStat:
-    """Normalised discrepancy of one probe (one head, or the whole state) between long
-    inputs and their chosen witnesses: median, mean and max over inputs."""
-
-    probe: str
-    head: int | None
-    depth: float
-    median: float
-    mean: float
-    max: float
-
-
-@dataclass(frozen=True)
 class WorstCase:
-    """A long input with one of the largest simulation errors, and its best witness."""
+    """A long input with one of the largest chains, and its chain witness."""
 
     index: int
     x: np.ndarray
     z: Witness
-    joint: float
+    chain: float
     task_gap: float
-    model_gap: float
     short_error: float
+    model_gap: float
     long_error: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,10 +53,10 @@ class WorstCase:
             "index": self.index,
             "x": " ".join(str(int(t)) for t in self.x),
             "witness": self.z.to_dict(),
-            "joint_error": self.joint,
+            "chain": self.chain,
             "task_gap": self.task_gap,
-            "model_gap": self.model_gap,
             "short_error": self.short_error,
+            "model_gap": self.model_gap,
             "long_error": self.long_error,
         }
 
@@ -76,21 +65,39 @@ class WorstCase:
 class LengthResult:
     """Everything measured at one test length T; per-input arrays have one entry per input.
 
-    The error terms (``task_gap``, ``short_error``, ``model_gap``) are those of each input's
-    chosen witness (least max(task gap, model gap)); ``matched_terms`` holds the same terms
-    at the witness that best matches the *task* (least task gap), which says how the model
-    treats a short input the task considers equivalent: the diagnosis reads those.
+    Attributes:
+        outcome: one of `simcheck.outcomes.OUTCOMES`.
+        chain_interval: the fraction of inputs not covered (chain > eps), with its exact
+            binomial interval.
+        long_interval: the fraction of inputs whose measured long error exceeds eps.
+        looks: how many looks the sequential sampling took.
+        chain_bound: the 1 - delta quantile of the chain: the long-error bound the
+            witnesses give.
+        eps_star: the 1 - delta quantile of the simulation error min max(task gap,
+            model gap): how closely short inputs reproduce task and model at once.
+        task_floor: the same quantile of the least task gap: the task's own floor.
+        chain, joint, floor_gap, long_error: per input.
+        task_gap, short_error, model_gap: the terms at each input's chain witness (least
+            sum); ``matched_terms`` holds them at the witness that best matches the *task*
+            (least task gap): how the model treats a short input the task considers
+            equivalent; the diagnosis reads those.
     """
 
     length: int
+    outcome: str
+    chain_interval: Interval
+    long_interval: Interval
+    looks: int
+    chain_bound: float
     eps_star: float
     task_floor: float
-    simulatable: bool
+    eps: float
+    chain: np.ndarray
     joint: np.ndarray
     long_error: np.ndarray
     task_gap: np.ndarray
-    model_gap: np.ndarray
     short_error: np.ndarray
+    model_gap: np.ndarray
     floor_gap: np.ndarray
     signed_terms: np.ndarray | None
     by_method: dict[str, float]
@@ -99,23 +106,42 @@ class LengthResult:
     probes: list[ProbeStat]
     matched_terms: dict[str, np.ndarray]
     coverage: dict[str, Coverage]
-    attention: dict[str, dict[str, list[float]]]
+    attention: dict[int, dict[str, list[float]]]
     worst: list[WorstCase]
     worst_case_trace: list[float] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
 
     @property
+    def samples(self) -> int:
+        """Long inputs drawn (over all looks)."""
+        return self.chain_interval.samples
+
+    @property
+    def certified(self) -> bool:
+        return self.outcome == CERTIFIED
+
+    @property
+    def simulatable(self) -> bool:
+        """eps* <= eps: short inputs reproduce task and model within eps on all but a delta
+        fraction of inputs (the simulation criterion alone, without the short error)."""
+        return self.eps_star <= self.eps
+
+    @property
     def ratio(self) -> float:
         """eps* over the task's floor: 1 means as simulatable as the task itself (below 1
-        when the model-guided search beat the constructions)."""
-        if self.task_floor > 0:
-            return self.eps_star / self.task_floor
-        return 1.0 if self.eps_star == 0 else math.inf
+        when the model-guided search beat the constructions); NaN when the floor is 0."""
+        return self.eps_star / self.task_floor if self.task_floor > 0 else math.nan
 
     def row(self) -> dict[str, Any]:
         """One row of `CheckReport.table`."""
+        chain = self.chain_interval
         return {
             "T": self.length,
+            "outcome": self.outcome,
+            "M": self.samples,
+            "uncovered": chain.fraction,
+            "interval": f"[{chain.low:.3f}, {chain.high:.3f}]",
+            "chain bound": self.chain_bound,
             "eps*": self.eps_star,
             "task floor": self.task_floor,
             "ratio": self.ratio,
@@ -124,36 +150,41 @@ class LengthResult:
             "short error": float(self.short_error.mean()),
             "model gap": float(self.model_gap.mean()),
             "witness len": float(self.witness_lengths.mean()),
-            "verdict": "simulatable" if self.simulatable else "NOT simulatable",
         }
 
-    def to_dict(self, samples: int, delta: float) -> dict[str, Any]:
+    def to_dict(self, delta: float) -> dict[str, Any]:
         methods: dict[str, int] = {}
         for method in self.witness_methods:
             methods[method] = methods.get(method, 0) + 1
         return {
             "T": self.length,
+            "outcome": self.outcome,
+            "certified": self.certified,
+            "uncovered": self.chain_interval.to_dict(),
+            "long_error_above_eps": self.long_interval.to_dict(),
+            "looks": self.looks,
+            "chain_bound": self.chain_bound,
             "eps_star": self.eps_star,
             "task_floor": self.task_floor,
-            "ratio_to_floor": self.ratio,
+            "ratio_to_floor": None if math.isnan(self.ratio) else self.ratio,
             "simulatable": self.simulatable,
             "counts": {
-                "inputs": samples,
-                "needed_within_eps": needed_count(samples, delta),
+                "inputs": self.samples,
+                "needed_within_eps": needed_count(self.samples, delta),
                 "best_witness_methods": methods,
             },
             "eps_star_by_method": self.by_method,
             "errors": {
                 name: _moments(getattr(self, name))
-                for name in ("long_error", "task_gap", "short_error", "model_gap", "joint")
+                for name in ("long_error", "chain", "task_gap", "short_error", "model_gap", "joint")
             },
             "witness_length": _moments(self.witness_lengths.astype(float)),
-            "probes": [vars(s) for s in self.probes],
+            "probes": [s.to_dict() for s in self.probes],
             "coverage": {
                 name: {"outside": c.outside, "nn_ratio": c.ratio, "threshold": c.threshold}
                 for name, c in self.coverage.items()
             },
-            "attention": self.attention,
+            "attention": {f"L{layer}": value for layer, value in self.attention.items()},
             "worst": [w.to_dict() for w in self.worst],
             "worst_case_trace": self.worst_case_trace,
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
@@ -199,25 +230,33 @@ class CheckReport:
 
     # ----------------------------------------------------------------- answers
     @property
+    def outcome(self) -> dict[int, str]:
+        """The outcome per test length (`simcheck.outcomes`)."""
+        return {r.length: r.outcome for r in self.results}
+
+    @property
+    def certified(self) -> bool:
+        """True when every test length is certified."""
+        return all(r.certified for r in self.results)
+
+    @property
     def simulatable(self) -> bool:
-        """True when eps* <= eps at every test length."""
+        """True when eps* <= eps at every test length (the simulation criterion alone)."""
         return all(r.simulatable for r in self.results)
 
     @property
     def verdict(self) -> str:
-        """One sentence: simulatable or not, at which (T, N, eps, delta)."""
+        """One sentence: the outcome at each T, with N, eps, delta and the confidence."""
         c = self.config
-        lengths = ", ".join(str(r.length) for r in self.results)
-        if self.simulatable:
-            return (
-                f"simulatable at T={lengths} from N={c['train_len']} with eps={c['eps']}, "
-                f"delta={c['delta']}"
-            )
-        failing = ", ".join(str(r.length) for r in self.results if not r.simulatable)
-        return (
-            f"NOT simulatable at T={failing} from N={c['train_len']} with eps={c['eps']}, "
-            f"delta={c['delta']}"
+        setting = (
+            f"from N={c['train_len']} with eps={c['eps']}, delta={c['delta']} at "
+            f"{c['confidence']:.0%} confidence"
         )
+        if self.certified:
+            lengths = ", ".join(str(r.length) for r in self.results)
+            return f"certified at T={lengths} {setting}"
+        outcomes = "; ".join(f"T={r.length}: {r.outcome}" for r in self.results)
+        return f"{outcomes} ({setting})"
 
     @property
     def eps_star(self) -> dict[int, float]:
@@ -232,7 +271,8 @@ class CheckReport:
         raise KeyError(f"no result at T={length}; checked {[r.length for r in self.results]}")
 
     def table(self) -> pd.DataFrame:
-        """One row per test length: eps*, the task floor, mean error terms, verdict."""
+        """One row per test length: outcome, inputs drawn, the uncovered fraction with its
+        interval, the chain bound, eps*, the task floor, mean error terms."""
         return pd.DataFrame([r.row() for r in self.results]).set_index("T")
 
     def probe_table(self) -> pd.DataFrame:
@@ -240,7 +280,7 @@ class CheckReport:
         rows = {}
         for r in self.results:
             for s in r.probes:
-                key = (s.depth, s.probe, "" if s.head is None else s.head)
+                key = (s.depth, s.name, "" if s.head is None else s.head)
                 rows.setdefault(key, {})[r.length] = s.median
         frame = pd.DataFrame.from_dict(rows, orient="index").sort_index()
         frame.index = pd.MultiIndex.from_tuples(
@@ -265,9 +305,10 @@ class CheckReport:
                 "format": CERTIFICATE_FORMAT,
                 "version": CERTIFICATE_VERSION,
                 "verdict": self.verdict,
-                "simulatable": self.simulatable,
+                "outcome": {str(t): o for t, o in self.outcome.items()},
+                "certified": self.certified,
                 "config": c,
-                "results": [r.to_dict(c["samples"], c["delta"]) for r in self.results],
+                "results": [r.to_dict(c["delta"]) for r in self.results],
             }
         )
 
@@ -276,13 +317,22 @@ class CheckReport:
         return json.dumps(self.certificate(), indent=2, sort_keys=True) + "\n"
 
     def summary(self) -> str:
-        """The terminal summary: verdict, per-length table, diagnoses."""
-        with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 120):
-            lines = [self.verdict, "", self.table().to_string(), ""]
+        """The terminal summary: verdict, per-length table, what each outcome means, and
+        the diagnoses."""
+        with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160):
+            lines = [self.verdict, "", self.table().to_string(na_rep="-"), ""]
         for r in self.results:
+            lines.append(f"T={r.length}: {r.outcome}: {MEANING[r.outcome]}")
+            if r.certified:
+                lines.append(
+                    f"  long error <= {r.chain_bound:.3g} (the chain bound) on all but "
+                    f"{self.config['delta']:g} of inputs; uncovered fraction at most "
+                    f"{r.chain_interval.high:.3f} at {self.config['confidence']:.0%} confidence"
+                )
             if r.diagnosis:
-                lines.append(f"T={r.length}:")
                 lines += [f"  {line}" for line in r.diagnosis.lines()]
+            if not r.certified:
+                lines.append(f"  what to do: {ADVICE[r.outcome]}")
         return "\n".join(lines).rstrip() + "\n"
 
     def plot(self) -> Figure:
@@ -324,7 +374,7 @@ class CheckReport:
         )
 
     def _repr_html_(self) -> str:
-        table = self.table().to_html(float_format=lambda v: f"{v:.4g}")
+        table = self.table().to_html(float_format=lambda v: f"{v:.4g}", na_rep="-")
         return f"<p>{html.escape(self.verdict)}</p>{table}"
 
     def __repr__(self) -> str:

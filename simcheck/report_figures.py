@@ -3,14 +3,25 @@ coverage against T. Matplotlib's object API only (no pyplot state)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:
-    from simcheck.report import CheckReport
+
+class CheckReport(Protocol):
+    """What the figures read of a `simcheck.report.CheckReport` (named here by shape, so
+    this module does not import the report that imports it)."""
+
+    config: dict[str, Any]
+    results: list[Any]
+
+    def probe_table(self) -> pd.DataFrame: ...
+
+    def coverage_table(self) -> pd.DataFrame: ...
+
 
 _TERMS = (
     ("long_error", "long error |f(x)-g(x)|"),
@@ -25,6 +36,7 @@ def draw_decomposition(report: CheckReport, ax: Axes) -> None:
     lengths = [r.length for r in report.results]
     for name, label in _TERMS:
         ax.plot(lengths, [getattr(r, name).mean() for r in report.results], "o-", label=label)
+    ax.plot(lengths, [r.chain_bound for r in report.results], "ks-", label="chain bound")
     ax.plot(lengths, [r.eps_star for r in report.results], "k^--", label="eps*")
     ax.plot(lengths, [r.task_floor for r in report.results], "kv:", label="task floor")
     ax.axhline(report.config["eps"], color="red", lw=0.8, label="eps")

@@ -26,7 +26,7 @@ A point is one model to train, evaluate and check. The file::
     seed = 1
 
     [check]                            # simcheck.check at each point (enabled = false skips it)
-    test_lengths = [256]
+    test_lengths = [256]               # any CheckConfig field; no test_lengths: 8 N
     eps = 0.1
     samples = 50
 
@@ -55,6 +55,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+from simcheck.check_config import CheckConfig
 from simcheck.errors import SimcheckError
 from simcheck.evaluation import parse_lengths
 from simcheck.models import ModelSpec
@@ -84,17 +85,15 @@ class EvalSettings:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """What `simcheck.check` does at every point; ``enabled=False`` skips the check."""
+    """What `simcheck.check` does at every point: a `CheckConfig` (the ``[check]`` table
+    sets its fields; no test lengths means 8 N at each point); ``enabled = false`` skips
+    the check."""
 
     enabled: bool = True
-    test_lengths: tuple[int, ...] = (256,)
-    eps: float = 0.1
-    delta: float = 0.05
-    samples: int = 50
-    witnesses: tuple[str, ...] = ("types", "blocks", "search")
-    seed: int = 0
-    attention: str = "softmax"
-    reference_samples: int = 256
+    config: CheckConfig = field(default_factory=CheckConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, **self.config.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,7 @@ class SweepSpec:
         """The evaluation and check settings as plain data, for worker processes."""
         return {
             "eval": dataclasses.asdict(self.evaluation),
-            "check": dataclasses.asdict(self.check),
+            "check": self.check.to_dict(),
         }
 
     @property
@@ -213,7 +212,7 @@ def parse_spec(data: dict[str, Any], default_name: str = "sweep") -> SweepSpec:
         for point in _expand(grid, fixed_model, fixed_train):
             points.setdefault(point, None)
     evaluation = _settings(EvalSettings, _table(data, "eval"), "[eval]")
-    check = _settings(CheckSettings, _table(data, "check"), "[check]")
+    check = _check_settings(_table(data, "check"))
     spec = SweepSpec(name, tuple(points), evaluation, check, source=data, imports=imports)
     for point in spec.points:
         _validate_point(point, spec)
@@ -313,16 +312,33 @@ def _settings(cls: type, table: dict[str, Any], where: str) -> Any:
     names = tuple(f.name for f in dataclasses.fields(cls))
     _require_known(table, names, where)
     values = dict(table)
-    for key in ("lengths", "test_lengths"):
-        if key in values:
-            raw = values[key]
-            lengths = parse_lengths(raw) if isinstance(raw, str) else sorted(set(_axis(raw)))
-            if not all(isinstance(n, int) and n >= 1 for n in lengths):
-                raise SweepSpecError(f"{where} {key} must be positive integers, got {raw!r}")
-            values[key] = tuple(lengths)
+    if "lengths" in values:
+        values["lengths"] = _lengths(values["lengths"], f"{where} lengths")
+    return cls(**values)
+
+
+def _check_settings(table: dict[str, Any]) -> CheckSettings:
+    """The ``[check]`` table as `CheckSettings`."""
+    _require_known(table, ("enabled", *CheckConfig.field_names()), "[check]")
+    values = dict(table)
+    enabled = values.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SweepSpecError(f"[check] enabled must be true or false, got {enabled!r}")
+    if "test_lengths" in values:
+        values["test_lengths"] = _lengths(values["test_lengths"], "[check] test_lengths")
     if "witnesses" in values:
         values["witnesses"] = tuple(_axis(values["witnesses"]))
-    return cls(**values)
+    try:
+        return CheckSettings(enabled, CheckConfig(**values))
+    except SimcheckError as err:
+        raise SweepSpecError(f"[check]: {err}") from None
+
+
+def _lengths(raw: Any, where: str) -> tuple[int, ...]:
+    lengths = parse_lengths(raw) if isinstance(raw, str) else sorted(set(_axis(raw)))
+    if not all(isinstance(n, int) and n >= 1 for n in lengths):
+        raise SweepSpecError(f"{where} must be positive integers, got {raw!r}")
+    return tuple(lengths)
 
 
 def _validate_point(point: Point, spec: SweepSpec) -> None:
@@ -334,7 +350,13 @@ def _validate_point(point: Point, spec: SweepSpec) -> None:
         config = point.train_config()
     except TypeError as err:
         raise SweepSpecError(f"point {point.to_dict()}: {err}") from None
-    longest = max(spec.evaluation.lengths + (spec.check.test_lengths if spec.check.enabled else ()))
+    checked = spec.check.config.lengths_for(config.train_len) if spec.check.enabled else []
+    longest = max(spec.evaluation.lengths + tuple(checked))
+    if spec.check.enabled and min(checked) <= config.train_len:
+        raise SweepSpecError(
+            f"point {point.name}: [check] test_lengths {list(checked)} must exceed its training "
+            f"length N={config.train_len}; raise test_lengths or leave them out (8 N)"
+        )
     if max(longest, config.train_len) > model.max_length:
         raise SweepSpecError(
             f"point {point.name}: lengths up to {longest} exceed the model's n_ctx="

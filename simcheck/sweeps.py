@@ -95,6 +95,7 @@ def execute_point(
 def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, Any]:
     """Train (resuming a started run), evaluate and check ``point`` under ``root/runs``;
     return its row of the results table. ``settings`` is `SweepSpec.settings`."""
+    from simcheck.check_config import CheckConfig
     from simcheck.checker import check
     from simcheck.evaluation import evaluate
     from simcheck.runs import EVAL_CSV, EVAL_JSON, SPEC_FILE, write_text
@@ -119,11 +120,10 @@ def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, A
     write_json(run_dir / EVAL_JSON, result.to_dict())
     write_text(run_dir / EVAL_CSV, result.table().to_csv())
     evaluated = time.perf_counter()
-    ck = settings["check"]
+    ck = dict(settings["check"])
     report = None
-    if ck["enabled"]:
-        options = {k: v for k, v in ck.items() if k != "enabled"}
-        report = check(run, **options)
+    if ck.pop("enabled"):
+        report = check(run, config=CheckConfig(**ck))
         report_dir = run_dir / "check"
         report_dir.mkdir(exist_ok=True)
         write_text(report_dir / "certificate.json", report.to_json())
@@ -137,12 +137,17 @@ def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, A
     if report is not None:
         for r in report.results:
             t = r.length
+            row[f"outcome@{t}"] = r.outcome
+            row[f"uncovered@{t}"] = r.chain_interval.fraction
+            row[f"chain_bound@{t}"] = r.chain_bound
             row[f"eps*@{t}"] = r.eps_star
             row[f"floor@{t}"] = r.task_floor
             row[f"long_error@{t}"] = float(r.long_error.mean())
             row[f"task_gap@{t}"] = float(r.task_gap.mean())
+            row[f"short_error@{t}"] = float(r.short_error.mean())
             row[f"model_gap@{t}"] = float(r.model_gap.mean())
             row[f"simulatable@{t}"] = bool(r.simulatable)
+        row["certified"] = report.certified
         row["simulatable"] = report.simulatable
     row["weights_sha256"] = result.meta["weights_sha256"]
     row.update(
@@ -303,7 +308,7 @@ class SweepResult:
         main += [
             c
             for c in self.table.columns
-            if c.startswith(("eps*@", "long_error@")) or c == "plateau"
+            if c.startswith(("outcome@", "chain_bound@", "long_error@")) or c == "plateau"
         ]
         if main:
             lines.append(self.table[main].to_string(index=False, float_format="%.4g"))
@@ -501,8 +506,9 @@ def write_results(root: Path, spec: SweepSpec) -> pd.DataFrame:
 
 
 _METRIC_ORDER = (
-    "final_loss", "loss@", "error@", "plateau", "eps*@", "floor@", "long_error@", "task_gap@",
-    "model_gap@", "simulatable@", "simulatable", "weights_sha256", *TIMING_COLUMNS, "error",
+    "final_loss", "loss@", "error@", "plateau", "outcome@", "uncovered@", "chain_bound@",
+    "eps*@", "floor@", "long_error@", "task_gap@", "short_error@", "model_gap@",
+    "simulatable@", "certified", "simulatable", "weights_sha256", *TIMING_COLUMNS, "error",
 )  # fmt: skip
 _CONFIG_ORDER = (
     "point",

@@ -2,7 +2,8 @@
 
 `train(task, out, ...)` trains a `HookedTransformer` built by `simcheck.build_model` on
 batches that `task` generates on the fly. Each batch has one length, drawn uniformly from
-[min_len, train_len]; the loss is taken at the last position. AdamW with linear warmup
+[min_len, train_len]; the loss is taken at the last position (averaged over the rows that
+have a target: class tasks leave out inputs without a class). AdamW with linear warmup
 and cosine decay, gradient clipping, and separate seeds for the model's initialisation and
 for the data.
 
@@ -254,7 +255,7 @@ class _Trainer:
             hooks = [("hook_pos_embed", _shifted_positions(self.model, offset, length))]
         self.model.train()
         output = self.model.run_with_hooks(batch.tokens, fwd_hooks=hooks)[:, -1, :]
-        loss = self.task.loss(output, batch.targets).mean()
+        loss = self.task.mean_loss(output, batch.targets)
         if not torch.isfinite(loss):
             kept = (
                 "no checkpoint had been written yet"

@@ -37,8 +37,13 @@ Constructions
   about tau/b) while fewer, longer blocks sample x's histogram more coarsely; the cube root
   balances the two as in the paper's (tau + 1)/n^(1/3) bound. Existence is by the
   probabilistic method, so several candidates are drawn and the caller keeps the best.
-- **User functions** (`user_witnesses`): any function of (x, max_length, structure) that
-  returns sequences; they are validated.
+- **User functions** (`user_witnesses`): any function of (x, max_length, structure, rng)
+  that returns sequences; they are validated.
+
+Every construction has the signature ``(x, max_length, structure, rng) -> list[Witness]``
+(options by keyword after it) and is reached by name through `CONSTRUCTIONS`;
+`construct` runs a name or a user function. ``"search"`` is not a construction but a
+refinement of the constructed witnesses that needs the caller's objective.
 - **Search** (`local_search`, `local_search_many`): a model-agnostic bounded local search over
   short strings. Each round proposes single edits of the current best (a substitution, an
   insertion or a deletion, each at a uniformly random position and with uniformly random new
@@ -50,6 +55,7 @@ Constructions
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +66,7 @@ import numpy as np
 from simcheck.errors import SimcheckError
 
 WITNESS_METHODS = ("types", "blocks", "search")
+"""The methods a check can name: the two constructions and the model-guided search."""
 
 # Rounds without a strict improvement after which a search stops.
 PATIENCE = 3
@@ -149,8 +156,12 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-# A user witness function: (x, max_length, structure) -> one sequence or several.
-WitnessFn = Callable[[np.ndarray, int, Structure], Sequence[np.ndarray] | np.ndarray]
+# A user witness function: (x, max_length, structure, rng) -> one sequence or several.
+WitnessFn = Callable[
+    [np.ndarray, int, Structure, np.random.Generator], Sequence[np.ndarray] | np.ndarray
+]
+# A construction: (x, max_length, structure, rng, **options) -> witnesses.
+Construction = Callable[..., list["Witness"]]
 # k candidate sequences -> k values, lower is better.
 Objective = Callable[[list[np.ndarray]], np.ndarray]
 # (input index, sequence) pairs -> one value per pair, lower is better.
@@ -351,8 +362,14 @@ def _types_at(
     return witnesses
 
 
-def types_witnesses(x: np.ndarray, max_length: int, structure: Structure) -> list[Witness]:
-    """One types witness per admissible length, ascending by length.
+def types_witnesses(
+    x: np.ndarray,
+    max_length: int,
+    structure: Structure,
+    rng: np.random.Generator | None = None,
+) -> list[Witness]:
+    """One types witness per admissible length, ascending by length (deterministic: ``rng``
+    is accepted for the common signature and not used).
 
     The caller takes the best of them under its own error: choosing the length is part of the
     construction.
@@ -432,8 +449,8 @@ def blocks_witnesses(
     x: np.ndarray,
     max_length: int,
     structure: Structure,
-    candidates: int = 16,
     rng: np.random.Generator | None = None,
+    candidates: int = 16,
 ) -> list[Witness]:
     """Up to ``candidates`` distinct block-subsampling witnesses (Lemma 5.3).
 
@@ -474,15 +491,28 @@ def blocks_witnesses(
 
 
 def user_witnesses(
-    fn: WitnessFn, x: np.ndarray, max_length: int, structure: Structure
+    fn: WitnessFn,
+    x: np.ndarray,
+    max_length: int,
+    structure: Structure,
+    rng: np.random.Generator | None = None,
 ) -> list[Witness]:
-    """Witnesses from ``fn(x, max_length, structure)`` (one array or a sequence of them),
-    validated: 1-D integer tokens in the vocabulary, min_length <= length <= max_length."""
+    """Witnesses from ``fn(x, max_length, structure, rng)`` (one array or a sequence of
+    them), validated: 1-D integer tokens in the vocabulary, min_length <= length <=
+    max_length."""
     x = _check_long_input(x, structure)
     max_length = _check_positive(max_length, "max_length")
-    name = getattr(fn, "__name__", "user")
-    name = "user" if name == "<lambda>" else name
-    result = fn(x, max_length, structure)
+    name = witness_name(fn)
+    rng = np.random.default_rng(0) if rng is None else rng
+    try:
+        result = fn(x, max_length, structure, rng)
+    except TypeError as err:
+        if _takes_three(fn):
+            raise SimcheckError(
+                f"witness function {name} takes (x, max_length, structure); witness functions "
+                "take (x, max_length, structure, rng): add the rng parameter"
+            ) from None
+        raise err
     items = [result] if isinstance(result, np.ndarray) and result.ndim == 1 else list(result)
     witnesses = []
     for index, item in enumerate(items):
@@ -496,6 +526,47 @@ def user_witnesses(
             )
         witnesses.append(Witness(tokens, name, {"index": index}))
     return witnesses
+
+
+def witness_name(method: Any) -> str:
+    """The name a witness method is reported under: its registry name, or a function's
+    ``__name__`` ("user" for a lambda)."""
+    if isinstance(method, str):
+        return method
+    name = getattr(method, "__name__", "user")
+    return "user" if name == "<lambda>" else name
+
+
+def _takes_three(fn: Any) -> bool:
+    """Whether ``fn`` takes exactly three positional parameters (the old signature)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 3 and not any(p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
+CONSTRUCTIONS: dict[str, Construction] = {"types": types_witnesses, "blocks": blocks_witnesses}
+"""The witness constructions by name, each ``(x, max_length, structure, rng, **options)``."""
+
+
+def construct(
+    method: str | WitnessFn,
+    x: np.ndarray,
+    max_length: int,
+    structure: Structure,
+    rng: np.random.Generator,
+    **options: Any,
+) -> list[Witness]:
+    """The witnesses of ``x`` by one construction (a name in `CONSTRUCTIONS`) or a user
+    function."""
+    if callable(method):
+        return user_witnesses(method, x, max_length, structure, rng)
+    if method not in CONSTRUCTIONS:
+        known = ", ".join(CONSTRUCTIONS)
+        raise SimcheckError(f"unknown witness construction '{method}'; use {known} or a function")
+    return CONSTRUCTIONS[method](x, max_length, structure, rng, **options)
 
 
 # ------------------------------------------------------------------ local search

@@ -4,23 +4,39 @@
 (and decorate with `register_task` to reach it from the CLI) to add your own.
 """
 
-from .base import Batch, OutputKind, Task, TokenError, bernoulli_tokens, beta_frequencies
+from .base import (
+    NO_CLASS,
+    Batch,
+    OutputKind,
+    Task,
+    TokenError,
+    bernoulli_tokens,
+    beta_frequencies,
+    mixed_binary_tokens,
+)
 from .binary import EMPTY_CLASS_TARGET, ModPTask, SimpleTask
+from .classes import FirstToken, Majority, Parity, ResidueMajority
 from .kgram import InContextKGram
 from .registry import get_task, register_task, task_class, task_names, task_parameters
 
 __all__ = [
     "EMPTY_CLASS_TARGET",
+    "NO_CLASS",
     "Batch",
+    "FirstToken",
     "InContextKGram",
+    "Majority",
     "ModPTask",
     "OutputKind",
+    "Parity",
+    "ResidueMajority",
     "SimpleTask",
     "Task",
     "TokenError",
     "bernoulli_tokens",
     "beta_frequencies",
     "get_task",
+    "mixed_binary_tokens",
     "register_task",
     "task_class",
     "task_names",

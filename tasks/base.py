@@ -18,6 +18,7 @@ Conventions used by every task in simcheck:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -27,7 +28,10 @@ import torch.nn.functional as F
 
 from simcheck.errors import SimcheckError, TaskSpecError
 
-OutputKind = Literal["scalar", "distribution"]
+OutputKind = Literal["scalar", "distribution", "classes"]
+NO_CLASS = -1
+"""The oracle's answer for a classification input that has no class (a tie, an empty
+count): such rows are left out of losses, accuracies and the check, and counted."""
 
 
 class TokenError(SimcheckError):
@@ -48,8 +52,14 @@ class Task:
     Class attributes a subclass sets:
         name: the registry name (``"modp"``), also used in run directories.
         vocab_size: number of token ids, 0..vocab_size-1 (a property is fine too).
-        output: ``"scalar"`` (regression of one number at the last position) or
-            ``"distribution"`` (a probability vector over ``output_size`` outcomes).
+        output: ``"scalar"`` (regression of one number at the last position),
+            ``"distribution"`` (a probability vector over ``output_size`` outcomes) or
+            ``"classes"`` (a class id in 0..num_classes-1, or `NO_CLASS` where the input
+            has none; the model outputs one logit per class).
+        num_classes: the number of classes of a ``"classes"`` task (default: the
+            vocabulary size).
+        value_range: (low, high) of a scalar oracle, when known: eps above high - low
+            would make the check vacuous and is refused.
         period: Delta, the period of the positional structure the task needs, or None.
         locality: tau, the width of the local window the task reads, or None.
         min_length: the shortest length `sample` is asked for during training.
@@ -64,6 +74,7 @@ class Task:
     output: ClassVar[OutputKind] = "scalar"
     period: int | None = None
     locality: int | None = None
+    value_range: tuple[float, float] | None = None
     min_length: int = 1
     default_layers: int = 1
     default_pos: str = "learned"
@@ -85,19 +96,40 @@ class Task:
     def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
         """The exact target for the last position of each row of ``tokens`` [batch, length]:
         shape [batch] for scalar tasks, [batch, output_size] (rows summing to 1) for
-        distribution tasks. Must accept any valid token sequence of any length >= 1."""
+        distribution tasks, [batch] integer class ids (`NO_CLASS` for none) for class
+        tasks. Must accept any valid token sequence of any length >= 1."""
         raise NotImplementedError(f"{type(self).__name__} must implement oracle()")
 
     # ----------------------------------------------------------------- defaults
     @property
+    def num_classes(self) -> int:
+        """Classes of a ``"classes"`` task; by default one per token."""
+        return self.vocab_size
+
+    @property
     def output_size(self) -> int:
-        """Width of the model's output: 1 for scalar tasks, else the vocabulary size."""
-        return 1 if self.output == "scalar" else self.vocab_size
+        """Width of the model's output: 1 for scalar tasks, the number of classes for class
+        tasks, the vocabulary size for distributions."""
+        if self.output == "scalar":
+            return 1
+        return self.num_classes if self.output == "classes" else self.vocab_size
 
     @property
     def metric_name(self) -> str:
-        """Name of `metric`: absolute error for scalars, total variation for distributions."""
-        return "abs_err" if self.output == "scalar" else "tv"
+        """Name of `metric`: absolute error for scalars, total variation for distributions,
+        misclassification (0 or 1) for classes."""
+        return {"scalar": "abs_err", "distribution": "tv", "classes": "error"}[self.output]
+
+    @property
+    def metric_max(self) -> float:
+        """The largest value `metric` can take: 1 for total variation and for
+        misclassification, high - low of ``value_range`` for scalars (inf when unknown)."""
+        if self.output != "scalar":
+            return 1.0
+        if self.value_range is None:
+            return float("inf")
+        low, high = self.value_range
+        return float(high - low)
 
     def params(self) -> dict[str, Any]:
         """The task's constructor parameters (the dataclass fields), for specs and records."""
@@ -163,35 +195,77 @@ class Task:
     # ----------------------------------------------------------------- model outputs
     def prediction(self, output: torch.Tensor) -> torch.Tensor:
         """Map the model's raw output at the last position ([batch, output_size]) into the
-        oracle's space: the scalar itself, or softmax probabilities."""
+        oracle's space: the scalar itself, or softmax probabilities (distributions and
+        classes; `decision` turns class probabilities into class ids)."""
         if self.output == "scalar":
             return output[..., 0]
         return torch.softmax(output.float(), dim=-1)
+
+    def decision(self, prediction: torch.Tensor) -> torch.Tensor:
+        """The class a ``"classes"`` model decides on: the argmax of its prediction
+        [batch, num_classes], ties to the smaller id."""
+        if self.output != "classes":
+            raise SimcheckError(f"task '{self.spec()}' has no classes: decision() needs one")
+        return prediction.argmax(dim=-1)
+
+    def valid(self, targets: torch.Tensor) -> torch.Tensor:
+        """Which rows have a target: all of them, except `NO_CLASS` rows of class tasks."""
+        if self.output == "classes":
+            return targets >= 0
+        return torch.ones(targets.shape[0], dtype=torch.bool, device=targets.device)
 
     def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-sample loss of the raw output [batch, output_size] against the targets.
 
         Scalar tasks: squared error. Distribution tasks: cross-entropy minus the target's
         entropy, i.e. KL(target || model). It has the gradients of cross-entropy, and a
-        perfect model scores 0 at every length, so plateaus compare across lengths.
+        perfect model scores 0 at every length, so plateaus compare across lengths. Class
+        tasks: cross-entropy of the target class, 0 on `NO_CLASS` rows (see `mean_loss`).
         """
         if self.output == "scalar":
             return (output[..., 0].float() - targets.float()) ** 2
+        if self.output == "classes":
+            valid = self.valid(targets)
+            losses = F.cross_entropy(output.float(), targets.clamp_min(0).long(), reduction="none")
+            return torch.where(valid, losses, torch.zeros_like(losses))
         log_q = F.log_softmax(output.float(), dim=-1)
         p = targets.float()
         log_p = torch.where(p > 0, p.clamp_min(1e-30).log(), torch.zeros_like(p))
         return (p * (log_p - log_q)).sum(-1)
 
+    def mean_loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss averaged over the rows that have a target (0, still differentiable, when
+        none has): what training minimises."""
+        valid = self.valid(targets)
+        total = (self.loss(output, targets) * valid).sum()
+        return total / valid.sum().clamp_min(1)
+
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Per-sample distance between two outputs in oracle space: |a - b| for scalars,
-        total variation for distributions. This is the |f - g| of the simulation bound."""
+        total variation for distributions, disagreement (0 or 1) of class ids for classes.
+        This is the |f - g| of the simulation bound."""
         if self.output == "scalar":
             return (a.float() - b.float()).abs()
+        if self.output == "classes":
+            return (a != b).float()
         return 0.5 * (a.float() - b.float()).abs().sum(-1)
 
     def metric(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-sample error of the model against the oracle (lower is better)."""
+        """Per-sample error of the model against the oracle (lower is better); for classes,
+        1 where the decision is wrong and NaN on `NO_CLASS` rows, which have no answer."""
+        if self.output == "classes":
+            wrong = self.distance(self.decision(self.prediction(output)), targets)
+            return torch.where(self.valid(targets), wrong, torch.full_like(wrong, math.nan))
         return self.distance(self.prediction(output), targets)
+
+    margin_name: str = "margin"
+
+    def margin(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """How far each input [batch, length] is from the nearest change of the answer, in
+        the task's own statistic (``margin_name``), or None when the task does not say. The
+        check compares it between long inputs and inputs of length <= N to name witness
+        resolution: long inputs can lie nearer a decision boundary than short ones can."""
+        return None
 
     def baseline(self, tokens: torch.Tensor) -> torch.Tensor | None:
         """Raw output of a trivial reference predictor (same space as the model's output), or
@@ -209,3 +283,18 @@ def beta_frequencies(
 def bernoulli_tokens(generator: np.random.Generator, freq: np.ndarray) -> np.ndarray:
     """0/1 tokens, each 1 with the probability given elementwise by ``freq``."""
     return (generator.random(freq.shape) < freq).astype(np.int64)
+
+
+def mixed_binary_tokens(
+    generator: np.random.Generator, alpha: float, batch: int, length: int
+) -> np.ndarray:
+    """[batch, length] 0/1 tokens: each row draws its frequency of 1s from Beta(alpha,
+    alpha), then its tokens independently."""
+    freq = beta_frequencies(generator, alpha, (batch, 1))
+    return bernoulli_tokens(generator, np.broadcast_to(freq, (batch, length)))
+
+
+def check_alpha(task: str, alpha: float) -> None:
+    """Refuse a concentration parameter that is not positive."""
+    if not alpha > 0:
+        raise TaskSpecError(f"task '{task}': alpha must be > 0 (concentration), got {alpha}")

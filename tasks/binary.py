@@ -16,17 +16,19 @@ import torch
 
 from simcheck.errors import TaskSpecError
 
-from .base import OutputKind, Task, bernoulli_tokens, beta_frequencies
+from .base import (
+    OutputKind,
+    Task,
+    bernoulli_tokens,
+    beta_frequencies,
+    check_alpha,
+    mixed_binary_tokens,
+)
 from .registry import register_task
 
 EMPTY_CLASS_TARGET = 0.5
 """ModPTask's target when the residue class holds no position (length <= k): the midpoint,
 which is also the mean of the symmetric Beta prior over token frequencies."""
-
-
-def _check_alpha(task: str, alpha: float) -> None:
-    if not alpha > 0:
-        raise TaskSpecError(f"task '{task}': alpha must be > 0 (Beta concentration), got {alpha}")
 
 
 @register_task
@@ -43,6 +45,7 @@ class SimpleTask(Task):
     name: ClassVar[str] = "simple"
     vocab_size: ClassVar[int] = 2
     output: ClassVar[OutputKind] = "scalar"
+    value_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
     default_layers: ClassVar[int] = 1
     default_pos: ClassVar[str] = "none"
 
@@ -50,11 +53,10 @@ class SimpleTask(Task):
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_alpha(self.name, self.alpha)
+        check_alpha(self.name, self.alpha)
 
     def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
-        freq = beta_frequencies(generator, self.alpha, (batch, 1))
-        return bernoulli_tokens(generator, np.broadcast_to(freq, (batch, length)))
+        return mixed_binary_tokens(generator, self.alpha, batch, length)
 
     def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
         ones = (tokens == 1).sum(-1).double()
@@ -66,20 +68,16 @@ class SimpleTask(Task):
         return torch.zeros(tokens.shape[0], 1)
 
 
-@register_task
 @dataclass(frozen=True)
-class ModPTask(Task):
-    """ModPTask(p, k): the fraction of 1-tokens among positions t with t = k (mod p).
+class ResidueTask(Task):
+    """Base of the tasks that read the positions t = k (mod p) of a binary sequence (not a
+    task itself): the parameters and their checks, the period Delta = p, and the sampler.
 
-    Positions are 0-based: for p=3, k=0 the class is positions 0, 3, 6, ... When the class
-    is empty (length <= k) the target is 0.5 (`EMPTY_CLASS_TARGET`). Each residue class
-    draws its own frequency of 1s from Beta(alpha, alpha), so the global fraction of 1s
-    does not answer the question and a model must use positions mod p. Period Delta = p.
+    Each residue class draws its own frequency of 1s from Beta(alpha, alpha), so the global
+    fraction of 1s does not answer for one class: a model must use positions mod p.
     """
 
-    name: ClassVar[str] = "modp"
     vocab_size: ClassVar[int] = 2
-    output: ClassVar[OutputKind] = "scalar"
     default_layers: ClassVar[int] = 1
     default_pos: ClassVar[str] = "periodic"
 
@@ -89,12 +87,12 @@ class ModPTask(Task):
 
     def __post_init__(self) -> None:
         if self.p < 1:
-            raise TaskSpecError(f"task 'modp': p must be >= 1, got p={self.p}")
+            raise TaskSpecError(f"task '{self.name}': p must be >= 1, got p={self.p}")
         if not 0 <= self.k < self.p:
             raise TaskSpecError(
-                f"task 'modp': k must satisfy 0 <= k < p, got k={self.k} with p={self.p}"
+                f"task '{self.name}': k must satisfy 0 <= k < p, got k={self.k} with p={self.p}"
             )
-        _check_alpha(self.name, self.alpha)
+        check_alpha(self.name, self.alpha)
 
     @property
     def period(self) -> int:  # type: ignore[override]
@@ -104,13 +102,33 @@ class ModPTask(Task):
     def min_length(self) -> int:  # type: ignore[override]
         return self.k + 1
 
+    def in_class(self, length: int) -> torch.Tensor:
+        """Which of ``length`` positions are t = k (mod p)."""
+        return (torch.arange(length) % self.p) == self.k
+
     def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
         freq = beta_frequencies(generator, self.alpha, (batch, self.p))
         residues = np.arange(length) % self.p
         return bernoulli_tokens(generator, freq[:, residues])
 
+
+@register_task
+@dataclass(frozen=True)
+class ModPTask(ResidueTask):
+    """ModPTask(p, k): the fraction of 1-tokens among positions t with t = k (mod p).
+
+    Positions are 0-based: for p=3, k=0 the class is positions 0, 3, 6, ... When the class
+    is empty (length <= k) the target is 0.5 (`EMPTY_CLASS_TARGET`). Each residue class
+    draws its own frequency of 1s from Beta(alpha, alpha), so the global fraction of 1s
+    does not answer the question and a model must use positions mod p. Period Delta = p.
+    """
+
+    name: ClassVar[str] = "modp"
+    output: ClassVar[OutputKind] = "scalar"
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
     def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
-        in_class = (torch.arange(tokens.shape[1]) % self.p) == self.k
+        in_class = self.in_class(tokens.shape[1])
         ones = ((tokens == 1) & in_class).sum(-1).double()
         size = int(in_class.sum())
         if size == 0:

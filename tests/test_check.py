@@ -20,11 +20,13 @@ from handmade import blank_modp_head
 
 import simcheck
 from simcheck import LengthError, SimcheckError, build_model, get_task, record
+from simcheck.check_config import CheckConfig
 from simcheck.checker import check
 from simcheck.cli import main
 from simcheck.models import SimcheckTransformer
 from simcheck.probes import LogitMargin, Output
 from simcheck.report import CERTIFICATE_FILE, FIGURES, HTML_FILE, SUMMARY_FILE
+from simcheck.runs import save_weights
 from simcheck.simstats import simulation_error
 
 TOKEN, CLASS, OUTPUT = 0, 1, 2
@@ -127,28 +129,36 @@ def test_hand_set_model_computes_the_oracle_in_hardmax_mode(length):
     assert torch.allclose(recording["output"][:, 0, 0], oracle, atol=1e-6)
 
 
-def test_exact_model_is_simulatable_with_eps_star_at_the_task_floor(exact_report):
+def test_exact_model_is_certified_with_eps_star_at_the_task_floor(exact_report):
     result = exact_report.result(256)
+    assert exact_report.certified and exact_report.outcome == {256: "certified"}
     assert exact_report.simulatable and result.simulatable
-    assert exact_report.verdict.startswith("simulatable at T=256 from N=32")
+    assert exact_report.verdict.startswith("certified at T=256 from N=32")
     assert result.long_error.max() < 1e-6
     assert result.short_error.max() < 1e-6
     np.testing.assert_allclose(result.model_gap, result.task_gap, atol=1e-6)
     assert result.eps_star == pytest.approx(result.task_floor, abs=1e-6)
     assert result.task_floor > 0  # 86 class positions cannot be matched exactly by <= 11
     assert result.ratio == pytest.approx(1.0, rel=1e-4)
+    assert result.chain_bound == pytest.approx(simulation_error(result.chain, 0.05))
+    assert result.chain_bound <= 2 * result.eps_star + 1e-6  # short error 0, model gap = task gap
+    assert result.chain_interval.high <= 0.05 < result.chain_interval.fraction + 0.05
+    assert result.samples == exact_report.config["looks"][result.looks - 1]
     assert result.diagnosis is None
 
 
 def test_positions_past_training_are_not_simulatable_and_diagnosed(jumping_report):
     report = jumping_report
     result = report.result(256)
-    assert not report.simulatable
-    assert report.verdict.startswith("NOT simulatable at T=256")
+    assert not report.simulatable and not report.certified
+    assert report.outcome == {256: "not-simulatable"}
+    assert report.verdict.startswith("T=256: not-simulatable")
     assert result.long_error.min() == pytest.approx(5.0, abs=1e-5)
     assert result.short_error.max() < 1e-6
     assert result.eps_star > 4.0
+    assert result.long_interval.failures == result.samples
     diagnosis = result.diagnosis
+    assert diagnosis.outcome == "not-simulatable"
     assert diagnosis.dominant_term == "model_gap"
     assert diagnosis.first_divergence["probe"] == "resid_pre.L0"
     kinds = [cause.kind for cause in diagnosis.causes]
@@ -165,7 +175,7 @@ def test_signed_terms_sum_to_the_long_error_and_the_triangle_holds(
 ):
     result = random_report.result(64) if which == "random" else jumping_report.result(256)
     terms = result.signed_terms
-    assert terms.shape == (SMALL["samples"], 3)
+    assert terms.shape == (result.samples, 3)
     np.testing.assert_allclose(np.abs(terms.sum(axis=1)), result.long_error, atol=1e-5)
     gaps = np.stack([result.task_gap, result.short_error, result.model_gap], axis=1)
     np.testing.assert_allclose(np.abs(terms), gaps, atol=1e-6)
@@ -208,9 +218,13 @@ def test_simulation_error_is_the_needed_order_statistic():
         simulation_error(np.array([]), 0.05)
 
 
-def test_joint_error_is_the_larger_gap_and_eps_star_beats_every_method(random_report):
+def test_chain_joint_and_floor_are_minima_over_the_witnesses(random_report):
     result = random_report.result(64)
-    np.testing.assert_array_equal(result.joint, np.maximum(result.task_gap, result.model_gap))
+    at_chain = result.task_gap + result.short_error + result.model_gap
+    np.testing.assert_allclose(result.chain, at_chain, atol=1e-6)
+    assert np.all(result.joint <= np.maximum(result.task_gap, result.model_gap) + 1e-7)
+    assert np.all(result.joint <= result.chain + 1e-7)
+    assert np.all(result.long_error <= result.chain + 1e-5)
     assert result.eps_star == simulation_error(result.joint, 0.05)
     assert set(result.by_method) == {"types", "blocks"}
     for method, eps_star in result.by_method.items():
@@ -243,12 +257,16 @@ def test_certificates_are_deterministic_and_the_report_saves(tmp_path, random_mo
 
     certificate = json.loads(first.to_json())
     assert certificate["format"] == "simcheck-certificate"
-    assert certificate["version"] == 1
+    assert certificate["version"] == 2
     assert len(certificate["config"]["model"]["weights_sha256"]) == 64
     assert certificate["config"]["task"]["spec"] == "modp:p=3,k=0,alpha=1.0"
-    counts = certificate["results"][0]["counts"]
-    assert counts["inputs"] == 20 and counts["needed_within_eps"] == 19
-    assert sum(counts["best_witness_methods"].values()) == 20
+    assert certificate["outcome"] == {str(t): o for t, o in first.outcome.items()}
+    first_result = certificate["results"][0]
+    assert first_result["outcome"] == first.outcome[32]
+    m = first_result["counts"]["inputs"]
+    assert m == first_result["uncovered"]["samples"] == first.result(32).samples
+    assert m in certificate["config"]["looks"]
+    assert sum(first_result["counts"]["best_witness_methods"].values()) == m
 
     assert list(first.table().index) == [32, 64]
     assert not first.probe_table().empty and not first.coverage_table().empty
@@ -266,13 +284,13 @@ def test_certificates_are_deterministic_and_the_report_saves(tmp_path, random_mo
 # ------------------------------------------------------------------ 5. witness methods
 
 
-def tail_witness(x: np.ndarray, max_length: int, structure) -> list[np.ndarray]:
+def tail_witness(x: np.ndarray, max_length: int, structure, rng) -> list[np.ndarray]:
     """A user witness: x's last tokens, as many as fit and keep n's residue mod Delta."""
     length = max_length - (max_length - len(x)) % structure.period
     return [x[-length:]]
 
 
-def too_long(x: np.ndarray, max_length: int, structure) -> list[np.ndarray]:
+def too_long(x: np.ndarray, max_length: int, structure, rng) -> list[np.ndarray]:
     """A broken user witness: longer than the training length."""
     return [x[: max_length + 3]]
 
@@ -313,16 +331,17 @@ def test_worst_case_climb_only_raises_errors_with_deterministic_witnesses(random
         "seed": 1,
         **SMALL,
     }
-    sampled = check(random_modp, **options).result(64)
+    sampled = check(random_modp, max_samples=SMALL["samples"], **options).result(64)
     climbed = check(random_modp, worst_case=2, **options).result(64)
     trace = climbed.worst_case_trace
     assert len(trace) == 3
     assert np.all(np.diff(trace) >= 0)
-    assert trace[0] == pytest.approx(float(sampled.joint.mean()), abs=1e-6)
-    assert float(climbed.joint.mean()) == pytest.approx(trace[-1], abs=1e-6)
-    assert np.all(climbed.joint >= sampled.joint - 1e-7)
-    assert climbed.eps_star >= sampled.eps_star
-    assert climbed.to_dict(30, 0.05)["worst_case_trace"] == trace
+    assert trace[0] == pytest.approx(float(sampled.chain.mean()), abs=1e-6)
+    assert float(climbed.chain.mean()) == pytest.approx(trace[-1], abs=1e-6)
+    assert np.all(climbed.chain >= sampled.chain - 1e-7)
+    assert climbed.chain_bound >= sampled.chain_bound
+    assert climbed.samples == sampled.samples == SMALL["samples"]
+    assert climbed.to_dict(0.05)["worst_case_trace"] == trace
 
 
 def test_worst_case_climb_only_raises_errors_with_blocks_witnesses(random_modp):
@@ -337,11 +356,11 @@ def test_worst_case_climb_only_raises_errors_with_blocks_witnesses(random_modp):
         "seed": 11,
         **SMALL,
     }
-    sampled = check(random_modp, **options).result(64)
+    sampled = check(random_modp, max_samples=SMALL["samples"], **options).result(64)
     climbed = check(random_modp, worst_case=2, **options).result(64)
-    assert float(climbed.joint.mean()) == pytest.approx(climbed.worst_case_trace[-1], abs=1e-6)
-    assert np.all(climbed.joint >= sampled.joint - 1e-7)
-    assert climbed.eps_star >= sampled.eps_star
+    assert float(climbed.chain.mean()) == pytest.approx(climbed.worst_case_trace[-1], abs=1e-6)
+    assert np.all(climbed.chain >= sampled.chain - 1e-7)
+    assert climbed.chain_bound >= sampled.chain_bound
 
 
 # ------------------------------------------------------------------ 6. bad input
@@ -352,19 +371,48 @@ def test_worst_case_climb_only_raises_errors_with_blocks_witnesses(random_modp):
     [
         ({"eps": 0.0}, "eps must be positive"),
         ({"eps": -1.0}, "eps must be positive"),
-        ({"delta": 1.0}, r"delta must be in \[0, 1\)"),
-        ({"delta": -0.1}, r"delta must be in \[0, 1\)"),
-        ({"samples": 0}, "samples must be >= 1"),
-        ({"test_lengths": []}, "test lengths must be positive"),
+        ({"eps": 1.0}, r"eps=1.0 is not below 1, the largest value the task's abs_err"),
+        ({"eps": 1.5}, "pick eps in \\(0, 1\\)"),
+        ({"delta": 1.0}, r"delta must be in \(0, 1\)"),
+        ({"delta": 0.0}, r"delta must be in \(0, 1\)"),
+        ({"confidence": 1.0}, r"confidence must be in \(0, 1\)"),
+        ({"samples": 0}, "samples must be >= 1|1 <= samples"),
+        ({"max_samples": 10}, "samples <= max_samples"),
+        ({"test_lengths": [0]}, "test lengths must be positive"),
+        ({"test_lengths": [8]}, r"test length\(s\) \[8\] are not beyond the training length N=16"),
+        ({"test_lengths": [16]}, "not beyond the training length N=16"),
+        ({"train_len": 64}, "not beyond the training length N=64"),
+        ({"train_len": 1000}, "not beyond the training length N=1000"),
+        ({"train_len": 0}, "train_len must be >= 1"),
+        ({"train_len": -2}, "train_len must be >= 1"),
         ({"worst_case": -1}, "worst_case is a number of rounds"),
         ({"attention": "argmax"}, "unknown attention mode"),
-        ({"train_len": 0}, "below the shortest input"),
+        ({"class_metric": "kl"}, "class_metric must be one of decision, tv"),
+        ({"epsilon": 0.1}, r"unknown settings \['epsilon'\]"),
     ],
 )
-def test_bad_settings_raise_clear_errors(options, message):
+def test_vacuous_or_bad_settings_are_refused_in_one_line(options, message):
     settings = {"task": MODP, "train_len": 16, "test_lengths": [64], **SMALL, **options}
-    with pytest.raises(SimcheckError, match=message):
+    with pytest.raises(SimcheckError, match=message) as caught:
         check(hand_set_model(), **settings)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_run_checked_with_train_len_zero_is_refused_not_replaced(trained_run):
+    with pytest.raises(SimcheckError, match="train_len must be >= 1"):
+        check(trained_run, train_len=0, test_lengths=[64], **SMALL)
+
+
+def test_settings_come_from_one_check_config(trained_run):
+    """Keywords and a CheckConfig are the same settings; defaults are CheckConfig's."""
+    config = CheckConfig(test_lengths=(64,), witnesses=("types",), **SMALL)
+    by_config = check(trained_run, config=config)
+    by_keywords = check(trained_run, test_lengths=[64], witnesses=["types"], **SMALL)
+    assert by_config.to_json() == by_keywords.to_json()
+    assert by_config.config["eps"] == CheckConfig().eps
+    assert by_config.config["max_samples"] == CheckConfig().max_samples
+    default_length = check(trained_run, witnesses=["types"], **SMALL)
+    assert default_length.config["test_lengths"] == [8 * 16]
 
 
 def test_bad_subjects_raise_clear_errors(tmp_path):
@@ -419,11 +467,40 @@ def test_cli_check_writes_the_certificate(trained_run, tmp_path, capsys):
     assert (out / HTML_FILE).is_file()
 
 
-def test_cli_check_strict_fails_when_not_simulatable(trained_run, tmp_path, capsys):
+def test_cli_check_strict_fails_unless_certified(trained_run, tmp_path, capsys):
     argv = ["check", str(trained_run), *CLI_CHECK, "--witnesses", "types", "--eps", "1e-6"]
     assert main([*argv, "--out", str(tmp_path / "loose")]) == 0
     assert main([*argv, "--out", str(tmp_path / "strict"), "--strict"]) == 1
-    assert "NOT simulatable" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    certificate = json.loads((tmp_path / "strict" / CERTIFICATE_FILE).read_text())
+    outcome = certificate["outcome"]["64"]
+    assert outcome != "certified" and f"T=64: {outcome}" in printed
+    assert "what to do:" in printed
+
+
+def test_cli_check_of_an_exact_model_is_certified_and_strict_passes(tmp_path, capsys):
+    """A run directory holding the exact hand-set model: certified, --strict exits 0."""
+    out = tmp_path / "hand"
+    simcheck.train(
+        MODP, out, pos="periodic", n_layers=1, n_heads=1, d_model=4, d_mlp=0,
+        normalization="none", train_len=32, steps=1, batch_size=2, progress=False,
+    )  # fmt: skip
+    save_weights(out / "model.safetensors", hand_set_model())
+    argv = ["check", str(out), "--test-len", "256", "--attention", "hardmax:8", "--strict"]
+    assert main([*argv, "--witnesses", "types", "--samples", "30", "--quiet"]) == 0
+    assert "certified at T=256 from N=32" in capsys.readouterr().out
+
+
+def test_cli_check_train_len_zero_is_a_one_line_error(trained_run, capsys):
+    assert main(["check", str(trained_run), "--train-len", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train_len must be >= 1" in err[0]
+
+
+def test_cli_check_refuses_a_test_length_within_training(trained_run, capsys):
+    assert main(["check", str(trained_run), "--test-len", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "not beyond the training length N=16" in err
 
 
 def test_cli_show_lists_the_checks_saved_in_the_run(trained_run, capsys):
@@ -435,11 +512,15 @@ def test_cli_show_lists_the_checks_saved_in_the_run(trained_run, capsys):
     capsys.readouterr()
     assert main(["show", str(trained_run)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("check"))
-    assert certificate["verdict"] in line and "weights changed" not in line
+    assert f"T=64: {certificate['outcome']['64']}" in line and "weights changed" not in line
     certificate["config"]["model"]["weights_sha256"] = "0" * 64
     (trained_run / "check" / CERTIFICATE_FILE).write_text(json.dumps(certificate))
     assert main(["show", str(trained_run)]) == 0
     assert "[weights changed since]" in capsys.readouterr().out
+    certificate["version"] = 1  # written before outcomes existed
+    (trained_run / "check" / CERTIFICATE_FILE).write_text(json.dumps(certificate))
+    assert main(["show", str(trained_run)]) == 0
+    assert "certificate version 1" in capsys.readouterr().out
 
 
 def test_cli_check_of_a_missing_run_is_a_one_line_error(tmp_path, capsys):
@@ -457,9 +538,11 @@ def test_logit_margin_probe_reads_the_hand_set_gap(margin):
     np.testing.assert_allclose(recording["logit_margin.L0"].numpy(), margin, rtol=1e-5)
 
 
-def test_small_margin_copy_model_stays_simulatable():
-    """With margin 0.5 attention is not hard at T=64 (it needs n >= 2^16): the output leaves
-    the oracle, but it drifts smoothly with length, so witnesses near N still simulate it."""
+def test_small_margin_copy_model_is_simulatable_but_fails_short():
+    """With margin 0.5 attention is not hard at T=64 (it needs n >= 2^16): the output is
+    a_n f + (1 - a_n) h, with a_n the mass on residue 0 (0.74 at n=32, 0.8 at 64) and h the
+    fraction of 1s elsewhere. It drifts smoothly with length, so witnesses near N simulate
+    it (eps* <= eps), but it is already off by more than eps at lengths <= N: fails-short."""
     model = hand_set_model(margin=0.5)
     tokens = modp_sample(16, 64)
     output = record(model, tokens, [Output()], attention=HARD)["output"][:, 0, 0]
@@ -474,7 +557,10 @@ def test_small_margin_copy_model_stays_simulatable():
         **SMALL,
     )
     assert report.simulatable
-    assert report.result(64).eps_star == pytest.approx(report.result(64).task_floor, rel=1e-3)
+    assert report.outcome == {64: "fails-short"}
+    kinds = [cause.kind for cause in report.result(64).diagnosis.causes]
+    assert kinds[0] == "fails_at_training_length"
+    assert report.result(64).diagnosis.lines()[0].startswith("cause: fails at training length")
 
 
 def test_small_margin_is_named_when_the_output_reads_the_soft_attention():
@@ -491,11 +577,11 @@ def test_small_margin_is_named_when_the_output_reads_the_soft_attention():
         **SMALL,
     )
     result = report.result(64)
-    assert not report.simulatable
-    assert result.attention["L0"]["margin"] == pytest.approx([0.5])
+    assert not report.simulatable and report.outcome[64] == "fails-short"
+    assert result.attention[0]["margin"] == pytest.approx([0.5])
     assert result.diagnosis.first_divergence["probe"] == "head_out.L0"
     causes = {cause.kind: cause.message for cause in result.diagnosis.causes}
-    assert "small_logit_margin" in causes
+    assert "fails_at_training_length" in causes and "small_logit_margin" in causes
     assert "2^(8/gamma) = 2^16.0" in causes["small_logit_margin"]
     assert "positions_beyond_training" not in causes
 

@@ -33,7 +33,13 @@ TINY = {
     "model": {"d_model": 8, "d_mlp": 16, "n_ctx": 64},
     "train": {"train_len": 8, "steps": 20, "batch_size": 8, "checkpoint_every": 10},
     "eval": {"lengths": [8, 32], "samples": 16},
-    "check": {"test_lengths": [32], "samples": 4, "witnesses": ["types"], "reference_samples": 16},
+    "check": {
+        "test_lengths": [32],
+        "samples": 4,
+        "max_samples": 8,
+        "witnesses": ["types"],
+        "reference_samples": 16,
+    },
 }
 
 
@@ -66,6 +72,7 @@ samples = 16
 [check]
 test_lengths = [32]
 samples = 4
+max_samples = 8
 witnesses = ["types"]
 reference_samples = 16
 """

@@ -10,11 +10,13 @@ import pytest
 
 from simcheck.errors import SimcheckError
 from simcheck.witnesses import (
+    CONSTRUCTIONS,
     WITNESS_METHODS,
     Structure,
     Witness,
     admissible_lengths,
     blocks_witnesses,
+    construct,
     largest_remainder,
     local_search,
     local_search_many,
@@ -266,14 +268,41 @@ def test_user_witnesses_accept_one_or_many():
     s = Structure(vocab_size=3)
     x = np.array([0, 1, 2, 1])
 
-    def halves(x, max_length, structure):
+    def halves(x, max_length, structure, rng):
         return [x[:2], x[2:]]
 
     witnesses = user_witnesses(halves, x, 3, s)
     assert [w.method for w in witnesses] == ["halves", "halves"]
     assert [w.tokens.tolist() for w in witnesses] == [[0, 1], [2, 1]]
-    single = user_witnesses(lambda x, m, s: x[-2:], x, 3, s)
+    single = user_witnesses(lambda x, m, s, rng: x[-2:], x, 3, s)
     assert single[0].method == "user" and single[0].tokens.tolist() == [2, 1]
+
+
+def test_user_witnesses_get_the_rng_and_old_signatures_are_refused():
+    s = Structure(vocab_size=3)
+    x = np.array([0, 1, 2, 1])
+
+    def shuffled(x, max_length, structure, rng):
+        return [rng.permutation(x[:3])]
+
+    draws = [user_witnesses(shuffled, x, 3, s, np.random.default_rng(5)) for _ in range(2)]
+    assert draws[0][0].tokens.tolist() == draws[1][0].tokens.tolist()
+    assert sorted(draws[0][0].tokens.tolist()) == [0, 1, 2]
+    with pytest.raises(SimcheckError, match="add the rng parameter"):
+        user_witnesses(lambda x, m, s: x[-2:], x, 3, s)
+
+
+def test_every_construction_has_the_common_signature():
+    s = Structure(period=2, window=1, vocab_size=3)
+    x = np.random.default_rng(0).integers(0, 3, size=40)
+    for name in CONSTRUCTIONS:
+        witnesses = construct(name, x, 12, s, np.random.default_rng(1))
+        assert witnesses and all(w.method == name for w in witnesses)
+        for w in witnesses:
+            assert w.length <= 12 and (len(x) - w.length) % 2 == 0
+            np.testing.assert_array_equal(w.tokens[-2:], x[-2:])
+    with pytest.raises(SimcheckError, match="unknown witness construction 'typo'"):
+        construct("typo", x, 12, s, np.random.default_rng(1))
 
 
 @pytest.mark.parametrize(
@@ -288,7 +317,7 @@ def test_user_witnesses_accept_one_or_many():
     ],
 )
 def test_user_witnesses_reject_bad_witnesses(result, problem):
-    def bad_fn(x, max_length, structure):
+    def bad_fn(x, max_length, structure, rng):
         return result
 
     s = Structure(vocab_size=3, min_length=2)
