@@ -45,6 +45,7 @@ from simcheck.attention import parse_attention
 from simcheck.check_config import CheckConfig
 from simcheck.confidence import Interval, clopper_pearson, look_alpha, look_schedule
 from simcheck.diagnosis import (
+    TERMS,
     Evidence,
     MarginEvidence,
     ProbeStat,
@@ -712,11 +713,7 @@ def summarise(
         witness_lengths=np.array([w.length for w in chosen]),
         witness_methods=[w.method for w in chosen],
         probes=stats,
-        matched_terms={
-            "task_gap": matched[:, 0],
-            "short_error": matched[:, 1],
-            "model_gap": matched[:, 2],
-        },
+        matched_terms=dict(zip(TERMS, matched.T, strict=True)),
         coverage=covered,
         attention=attention,
         worst=worst,

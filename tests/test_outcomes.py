@@ -182,7 +182,7 @@ def test_sequential_looks_draw_more_inputs_until_decided():
     assert defaults.outcome == "certified" and defaults.samples == 100  # 1 - 0.00625^0.01
 
 
-def test_every_outcome_has_a_test_here():
+def test_the_outcomes_are_the_five_documented_ones():
     names = {"certified", "fails-short", "not-simulatable", "unexplained-pass", "undecided"}
     assert set(OUTCOMES) == names
 
