@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import simcheck
-from simcheck.runs import library_versions
+from simcheck.io import library_versions
 from simcheck.sweep_spec import parse_spec
 from simcheck.sweeps import load_sweep, results_without_timings, run_point
 

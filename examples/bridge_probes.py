@@ -270,13 +270,6 @@ def _entropy(weights: torch.Tensor) -> torch.Tensor:
     return -(weights * logs).sum(-1)
 
 
-def _margin(scores: torch.Tensor) -> torch.Tensor:
-    """LogitMargin's rule on [..., key] scores: largest minus second-largest distinct value."""
-    top = scores.amax(dim=-1, keepdim=True)
-    below = scores.masked_fill(scores >= top - 1e-5 * top.abs().clamp_min(1.0), -math.inf)
-    return (top - below.amax(dim=-1, keepdim=True))[..., 0]
-
-
 def boot(path: Path, compat: bool):
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -339,7 +332,8 @@ def _refused(run, error_type: type) -> Row:
 @torch.no_grad()
 def compare(path: Path, compat: bool, tokens: torch.Tensor, positions: tuple[int, ...]) -> dict:
     import simcheck
-    from simcheck.errors import LengthError, SimcheckError
+    from simcheck.errors import LengthError, SimcheckError, TokenError
+    from simcheck.logit_gaps import top_gap
     from simcheck.probes import (
         AttentionEntropy,
         AttentionLogits,
@@ -351,7 +345,6 @@ def compare(path: Path, compat: bool, tokens: torch.Tensor, positions: tuple[int
         Residual,
         TopWeight,
     )
-    from simcheck.tasks import TokenError
 
     bridge = boot(path, compat)
     n_layers = bridge.cfg.n_layers
@@ -418,7 +411,7 @@ def compare(path: Path, compat: bool, tokens: torch.Tensor, positions: tuple[int
             and torch.equal(infinite, future[None, :, None, :].expand_as(logits))
             and bool((logits[infinite] == -math.inf).all()),
         )
-        hf_margin = _margin(hf_pattern.log())  # log-softmax differs from the logits by a shift
+        hf_margin = top_gap(hf_pattern.log())  # log-softmax differs from the logits by a shift
         name = f"L{layer} softmax(AttentionLogits) vs HF attentions"
         rows[name] = _diff_row(
             torch.softmax(logits, -1), hf_pattern, *(("known", known) if unscaled else ())

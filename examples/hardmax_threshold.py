@@ -50,7 +50,7 @@ from simcheck.bounds import (
 )
 from simcheck.errors import RunDirError
 from simcheck.hardness import adversarial_tokens, first_hard_length, hardness_curve, top_gap
-from simcheck.runs import library_versions, write_text
+from simcheck.io import library_versions, write_text
 
 TASK = "modp:p=5"
 TRAIN_LEN = 40

@@ -25,8 +25,8 @@ import numpy as np
 
 import simcheck
 from simcheck.bounds import positional_margin
+from simcheck.io import library_versions, write_text
 from simcheck.probes import AttentionRow
-from simcheck.runs import library_versions, write_text
 
 TASK = "kgram:S=3,k=2,alpha=1.0"
 LENGTHS = (16, 128, 512, 2048)

@@ -23,7 +23,7 @@ import numpy as np
 
 import simcheck
 from simcheck.errors import RunDirError
-from simcheck.runs import library_versions, write_text
+from simcheck.io import library_versions, write_text
 
 TASK = "simple:omega=3"
 TRAIN_LENGTHS = (4, 8, 32)

@@ -57,6 +57,7 @@ from matplotlib.lines import Line2D
 import simcheck
 from simcheck.checker import check
 from simcheck.errors import SimcheckError
+from simcheck.io import library_versions, source_revision, write_text
 from simcheck.models import last_outputs
 from simcheck.outcomes import (
     FAILS_SHORT,
@@ -67,7 +68,6 @@ from simcheck.outcomes import (
 )
 from simcheck.plotting import save_figure
 from simcheck.report import CheckReport
-from simcheck.runs import library_versions, source_revision, write_text
 from simcheck.simstats import simulation_error
 
 MODP = "modp:p=3"
@@ -175,7 +175,7 @@ def long_errors(run: simcheck.Run, length: int, samples: int) -> np.ndarray:
     batch = run.task.batch(samples, length, rng)
     with torch.no_grad():
         output = last_outputs(run.model, batch.tokens)
-    return run.task.metric(output, batch.targets).numpy()
+    return run.task.metric(output.cpu(), batch.targets).numpy()
 
 
 def check_columns(report: CheckReport, eps: float) -> dict[str, Any]:

@@ -85,8 +85,8 @@ import torch
 
 import simcheck
 from simcheck.checker import check
+from simcheck.io import library_versions, source_revision, write_text
 from simcheck.models import last_outputs
-from simcheck.runs import library_versions, source_revision, write_text
 
 EPS = 0.1
 EVAL_SAMPLES = 1000

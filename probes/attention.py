@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from simcheck.errors import SimcheckError
+from simcheck.logit_gaps import TIE_TOL, top_gap
+from simcheck.model_structure import model_period, model_window
 
 from .base import Probe, ProbeContext, is_hooked_transformer
 
@@ -58,8 +60,12 @@ class AttentionRow(_AttentionProbe):
 
 
 def _rebuilt_logits(q: torch.Tensor, k: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """q k^T / sqrt(d_head) for q [batch, query, head, d] and k [batch, key, head, d], with
-    keys after each query masked to -inf: [batch, query, head, key]."""
+    """q k^T / sqrt(d_head) for q [batch, query, head, d] and k [batch, key, kv_head, d], with
+    keys after each query masked to -inf: [batch, query, head, key]. With grouped-query
+    attention (fewer key heads than query heads) each key head serves its group of query
+    heads, as TransformerLens repeats it."""
+    if k.shape[2] != q.shape[2]:
+        k = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
     scores = torch.einsum("bqhd,bkhd->bqhk", q, k) / math.sqrt(q.shape[-1])
     keys = torch.arange(k.shape[1], device=k.device)
     future = keys[None, :] > query.to(k.device)[:, None]  # [query, key]
@@ -108,21 +114,18 @@ class AttentionLogits(_AttentionProbe):
 
 @dataclass(frozen=True)
 class LogitMargin(AttentionLogits):
-    """The gap between the largest and the second-largest *distinct* logit of each query
-    row (logits within 1e-5 relative of each other count as equal), [batch, query, head];
-    +inf when every visible key has the same logit. Attention is hard once
-    log(n) * margin > bits * log 2."""
+    """The gap below the top logit of each query row, [batch, query, head]:
+    `simcheck.logit_gaps.top_gap` with its default ``tie_tol`` = 1e-6 (sorted logits whose
+    steps are at most 1e-6 form one cluster, single linkage; the margin is the step from the
+    top cluster down to the next logit); +inf when every visible key is in the top cluster.
+    Attention is hard once log(n) * margin > bits * log 2."""
 
     comparable: ClassVar[bool] = True
     diagnostic: ClassVar[bool] = True
     label: ClassVar[str] = "logit_margin"
 
     def finalize(self, captured: dict[str, torch.Tensor], context: ProbeContext) -> torch.Tensor:
-        scores = super().finalize(captured, context)
-        top = scores.amax(dim=-1, keepdim=True)
-        tolerance = 1e-5 * top.abs().clamp_min(1.0)
-        below = scores.masked_fill(scores >= top - tolerance, -math.inf)
-        return (top - below.amax(dim=-1, keepdim=True))[..., 0]
+        return top_gap(super().finalize(captured, context), TIE_TOL)
 
 
 @dataclass(frozen=True)
@@ -184,14 +187,12 @@ class AttentionMass(_AttentionProbe):
     def _period(self, model: Any) -> int:
         if self.period is not None:
             return self.period
-        spec = getattr(model, "simcheck_spec", None)
-        return spec.period if spec is not None and spec.pos == "periodic" else 1
+        return model_period(model)
 
     def _window(self, model: Any) -> int:
         if self.window is not None:
             return self.window
-        spec = getattr(model, "simcheck_spec", None)
-        return spec.locality if spec is not None and spec.locality is not None else 0
+        return model_window(model)
 
     def capture(self, hook_name: str, value: torch.Tensor, context: ProbeContext) -> torch.Tensor:
         tokens, length = context.tokens.to(value.device), value.shape[-1]

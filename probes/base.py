@@ -162,7 +162,15 @@ class HeadOutput(Probe):
 @dataclass(frozen=True)
 class Output(Probe):
     """The model's raw output (logits, or the regression value) at the query positions:
-    [batch, query, d_vocab_out]."""
+    [batch, query, d_vocab_out], or only the output ids in ``select``, in that order
+    ([batch, query, len(select)]): the logits that answer a task (see
+    `simcheck.adapter.ModelAdapter.outputs`)."""
+
+    select: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.select is not None:
+            object.__setattr__(self, "select", tuple(int(i) for i in self.select))
 
     @property
     def name(self) -> str:
@@ -174,3 +182,8 @@ class Output(Probe):
 
     def hook_names(self, model: Any) -> list[str]:
         return ["unembed.hook_out"]
+
+    def capture(self, hook_name: str, value: torch.Tensor, context: ProbeContext) -> torch.Tensor:
+        if self.select is None:
+            return value
+        return value[..., list(self.select)]

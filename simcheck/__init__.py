@@ -3,13 +3,15 @@
 The public API:
 
 - tasks: `get_task`, `Task` (subclass it), `register_task` (from `simcheck.tasks`);
-- models: `build_model`, `ModelSpec`;
+- models: `build_model`, `ModelSpec`; `ModelAdapter` says how to read any other
+  `HookedTransformer` (which logits answer the task, a BOS prefix, its period and window);
 - training: `train`, `TrainConfig`, `load_run`, `Run`;
 - evaluation: `evaluate`, `EvalResult`;
 - the simulation check: `check` (returns a `simcheck.report.CheckReport`, whose ``outcome``
   per test length is one of `simcheck.outcomes.OUTCOMES`), its settings `CheckConfig`;
 - sweeps: `sweep` (a grid of points trained, evaluated and checked; returns a `SweepResult`),
-  `load_sweep` (a sweep directory's results table); the theory's numbers are in
+  `load_sweep` (a sweep directory's results table, read by `simcheck.sweep_table`),
+  `empirical_n_star` (the measured N* of that table); the theory's numbers are in
   `simcheck.bounds`;
 - recording internal states: `record`, `Recording`, `FinitePrecision` (probes live in
   `simcheck.probes`);
@@ -29,13 +31,18 @@ from simcheck.errors import (
     LengthError,
     RunDirError,
     SimcheckError,
+    SweepInterrupted,
+    SweepSpecError,
     TaskSpecError,
+    TokenError,
     TrainingDiverged,
+    TrainingInterrupted,
 )
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "ModelAdapter": "simcheck.adapter",
     "FinitePrecision": "simcheck.attention",
     "CheckConfig": "simcheck.check_config",
     "check": "simcheck.checker",
@@ -49,6 +56,7 @@ _LAZY = {
     "record": "simcheck.recording",
     "Run": "simcheck.runs",
     "load_run": "simcheck.runs",
+    "empirical_n_star": "simcheck.sweep_table",
     "SweepResult": "simcheck.sweeps",
     "sweep": "simcheck.sweeps",
     "load_sweep": "simcheck.sweeps",
@@ -56,7 +64,6 @@ _LAZY = {
     "get_task": "simcheck.tasks",
     "register_task": "simcheck.tasks",
     "TrainConfig": "simcheck.training",
-    "TrainingInterrupted": "simcheck.training",
     "train": "simcheck.training",
 }
 
@@ -79,19 +86,24 @@ __all__ = [
     "EvalResult",
     "FinitePrecision",
     "LengthError",
+    "ModelAdapter",
     "ModelSpec",
     "Recording",
     "Run",
     "RunDirError",
     "SimcheckError",
+    "SweepInterrupted",
     "SweepResult",
+    "SweepSpecError",
     "Task",
     "TaskSpecError",
+    "TokenError",
     "TrainConfig",
     "TrainingDiverged",
     "TrainingInterrupted",
     "build_model",
     "check",
+    "empirical_n_star",
     "evaluate",
     "get_task",
     "load_run",

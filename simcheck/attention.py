@@ -5,7 +5,10 @@ at T = 16384 needs gigabytes per head. `chunked_attention` replaces an attention
 ``forward`` with one that computes the same thing a block of query rows at a time, against
 only the keys those rows can see (keys <= query), so memory grows linearly in T. It hands
 the score and weight rows of the positions a probe asks for to a callback, and skips rows
-nobody needs (the last layer computed only needs the query positions).
+nobody needs (the last layer computed only needs the query positions). Grouped-query
+attention is computed as TransformerLens computes it: each of the n_key_value_heads key and
+value heads serves its group of consecutive query heads (`_shared_heads`); shortformer
+positions arrive already added to the query and key inputs.
 
 Attention modes:
 
@@ -114,6 +117,23 @@ def _alibi_bias(attn: Any, first: int, stop: int) -> torch.Tensor:
     return -(rows - keys).clamp_min(0).to(slopes.dtype) * slopes[:, None, None]
 
 
+def _shared_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """Keys or values [batch, pos, kv_heads, d_head] expanded to the ``heads`` query heads.
+
+    TransformerLens's `GroupedQueryAttention` keeps n_key_value_heads key and value heads
+    (``hook_k``, ``hook_v`` and ``hook_rot_k`` see that many) and repeats each for
+    n_heads / n_key_value_heads consecutive query heads (``torch.repeat_interleave`` on the
+    head axis) in ``calculate_attention_scores`` and ``calculate_z_scores``; this is that
+    repetition. Plain attention, and GQA with ``ungroup_grouped_query_attention``, already
+    have one key head per query head and pass through unchanged."""
+    kv_heads = x.shape[2]
+    if kv_heads == heads:
+        return x
+    if heads % kv_heads:
+        raise SimcheckError(f"{heads} query heads cannot share {kv_heads} key/value heads")
+    return torch.repeat_interleave(x, heads // kv_heads, dim=2)
+
+
 def _row_blocks(rows: list[tuple[int, int]], block: int) -> Iterator[tuple[int, int]]:
     for first, stop in rows:
         for start in range(first, stop, block):
@@ -145,6 +165,7 @@ def _chunked_forward(
             q = attn.hook_rot_q(attn.apply_rotary(q, 0, None))
             k = attn.hook_rot_k(attn.apply_rotary(k, 0, None))
         batch, length, heads, _ = q.shape
+        k, v = _shared_heads(k, heads), _shared_heads(v, heads)
         z = v.new_zeros(batch, length, heads, v.shape[-1])
         block = max(1, SCORE_BUDGET // (batch * heads * length))
         for first, stop in _row_blocks(rows_for(layer, length), block):
@@ -170,10 +191,18 @@ def _chunked_forward(
     return forward
 
 
+CHUNKED_POSITIONS = ("standard", "shortformer", "rotary", "alibi")
+"""Positional embeddings the chunked forward reproduces. Shortformer needs nothing of its own:
+its transformer block adds the positions to the query and key inputs (not the values)
+before calling the attention module, whose forward this module replaces."""
+
+
 def supports_chunked_attention(model: torch.nn.Module) -> bool:
     """Whether `chunked_attention` reproduces this model's attention exactly: a
-    `HookedTransformer` with plain causal attention (no attention result hook, sinks, QK
-    norms, soft caps or relative position bias)."""
+    `HookedTransformer` with causal attention, standard, shortformer, rotary or ALiBi
+    positions, and grouped-query attention or not (no attention result hook, split QKV
+    inputs, sinks, log-n scaling, soft caps, Q/K/V clipping or relative position bias;
+    QK norms of the non-OLMo kind are applied by ``calculate_qkv_matrices`` and reproduced)."""
     if HookedTransformer is None or not isinstance(model, HookedTransformer):
         return False
     cfg = model.cfg
@@ -184,8 +213,9 @@ def supports_chunked_attention(model: torch.nn.Module) -> bool:
         and not getattr(cfg, "use_attention_sinks", False)
         and not getattr(cfg, "use_logn_attn", False)
         and getattr(cfg, "attn_scores_soft_cap", -1.0) <= 0
+        and getattr(cfg, "clip_qkv", None) is None
         and cfg.original_architecture in (None, "GPT2LMHeadModel")
-        and cfg.positional_embedding_type in ("standard", "rotary", "alibi")
+        and cfg.positional_embedding_type in CHUNKED_POSITIONS
         and all(isinstance(block.attn, AbstractAttention) for block in model.blocks)
     )
 

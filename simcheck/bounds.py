@@ -14,7 +14,7 @@ and a complexity C(g). This module reads them off a model:
 - `hardmax_threshold`, `theorem_4_1_N`, `theorem_5_2_N`: the formulas, with the unknown
   constant taken as 1;
 - `bounds`: all of it for one model, as a `Bounds` report, beside an optional measured N*
-  (`empirical_n_star` reads it from a sweep's results table).
+  (`simcheck.sweep_table.empirical_n_star` reads it from a sweep's results table).
 
 `simcheck.hardness` measures, in p-bit attention, the threshold 2^(p/gamma) at work.
 """
@@ -22,20 +22,17 @@ and a complexity C(g). This module reads them off a model:
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 from transformer_lens.components.abstract_attention import AbstractAttention
 
+from simcheck.adapter import ModelAdapter, Subject, resolve
 from simcheck.errors import SimcheckError
+from simcheck.logit_gaps import TIE_TOL, top_gap
 from simcheck.recording import as_tokens
-from simcheck.runs import Run, load_run
-from simcheck.tasks import Task
 
 UNKNOWN_CONSTANT = "up to an unknown constant (taken as 1)"
 """How every theoretical N is labelled: the paper's O(.) hides a constant nobody has computed."""
@@ -120,40 +117,35 @@ class LogitTable:
         return entries
 
 
-def _spec(model: Any) -> Any:
-    spec = getattr(model, "simcheck_spec", None)
-    if spec is None:
-        raise SimcheckError(
-            "the bounds need a simcheck model (built by simcheck.build_model or loaded with "
-            "simcheck.load_run), whose model.simcheck_spec describes its positions"
-        )
-    return spec
+def _subject(subject: Any) -> Subject:
+    """A `Subject` from a model, run, run directory or an already resolved subject."""
+    return subject if isinstance(subject, Subject) else resolve(subject, needs=())
 
 
-def _check_table_model(model: Any, layer: int) -> Any:
-    spec = _spec(model)
-    if spec.pos not in TABLE_POSITIONS:
+def _check_table_model(subject: Subject, layer: int) -> Subject:
+    positions = subject.adapter.positions
+    if positions not in TABLE_POSITIONS:
         raise SimcheckError(
-            f"the bounds need periodic or no positions, but this model has pos='{spec.pos}' "
-            "(it has no finite set of position types); train with pos='periodic' or 'none'"
+            f"the bounds need periodic or no positions, but this model has {positions} "
+            "positions (no finite set of position types); train with pos='periodic' or "
+            "'none', or declare ModelAdapter(positions='periodic', period=...) if the model's "
+            "positions are periodic"
         )
-    if not 0 <= layer < model.cfg.n_layers:
-        raise SimcheckError(
-            f"layer {layer} does not exist; the model has layers 0..{model.cfg.n_layers - 1}"
-        )
+    n_layers = subject.model.cfg.n_layers
+    if not 0 <= layer < n_layers:
+        raise SimcheckError(f"layer {layer} does not exist; the model has layers 0..{n_layers - 1}")
     if layer != 0:
         raise SimcheckError(
             f"layer {layer}'s attention inputs depend on the whole context (earlier layers mix "
             "positions), so its logits have no finite table; use layer=0"
         )
-    return spec
+    return subject
 
 
-def _type_embeddings(model: Any) -> torch.Tensor:
+def _type_embeddings(subject: Subject) -> torch.Tensor:
     """The layer-0 residual stream of every type, [types, d_model]: the model's ``embed`` row
     of the token plus its ``pos_embed`` row of the residue, in type order."""
-    spec = _spec(model)
-    period = spec.period if spec.pos == "periodic" else 1
+    model, period = subject.model, subject.adapter.period
     device = model.W_E.device
     tokens = torch.arange(model.cfg.d_vocab, device=device)
     embed = model.embed(tokens[None, :])[0]  # [vocab, d_model]
@@ -162,22 +154,23 @@ def _type_embeddings(model: Any) -> torch.Tensor:
 
 
 @torch.no_grad()
-def attention_logit_table(model: Any, layer: int = 0) -> LogitTable:
+def attention_logit_table(subject: Any, layer: int = 0) -> LogitTable:
     """Enumerate the achievable pre-softmax attention logits of each head of ``layer`` (0 only),
     exactly as the model computes them: type embeddings, then ``ln1`` (TransformerLens's
     LayerNorm, LayerNormPre or identity), then W_Q, b_Q, W_K, b_K and the division by
     ``attn.attn_scale`` (sqrt(d_head)). The local bias is kept apart (see `LogitTable`).
 
-    Layer 0 only: a later layer's inputs depend on the context. Periodic or no positions
-    only: learned, rotary or ALiBi positions have no finite set of position types.
+    ``subject`` is a model, a run (directory) or a resolved `Subject`. Layer 0 only: a later
+    layer's inputs depend on the context. Periodic or no positions only: learned, rotary or
+    ALiBi positions have no finite set of position types.
     """
-    spec = _check_table_model(model, layer)
+    subject = _check_table_model(_subject(subject), layer)
+    model, period = subject.model, subject.adapter.period
     block = model.blocks[layer]
-    residual = _type_embeddings(model)[None]  # [1, types, d_model]
+    residual = _type_embeddings(subject)[None]  # [1, types, d_model]
     normalized = block.ln1(residual)
     q, k, _ = block.attn.calculate_qkv_matrices(normalized, normalized, normalized)
     content = AbstractAttention.calculate_attention_scores(block.attn, q, k)[0]
-    period = spec.period if spec.pos == "periodic" else 1
     types = tuple((t, r) for t in range(model.cfg.d_vocab) for r in range(period))
     bias = getattr(block.attn, "local_bias", None)
     return LogitTable(
@@ -185,7 +178,7 @@ def attention_logit_table(model: Any, layer: int = 0) -> LogitTable:
         local_bias=None if bias is None else bias.detach().clone(),
         types=types,
         period=period,
-        local_scale=spec.local_scale,
+        local_scale=getattr(block.attn, "local_scale", "log"),
     )
 
 
@@ -240,22 +233,26 @@ class LogitGap:
 
 
 def _row_gaps(entries: list[Entry], tie_tol: float) -> tuple[float, int | None, float]:
-    """(smallest gap, index of its lower entry in sorted order, top gap) of one row, with
-    values linked by steps <= tie_tol clustered together (single linkage)."""
+    """(smallest gap, index of its lower entry in sorted order, top gap) of one row sorted
+    by value, with values linked by steps <= tie_tol clustered together (single linkage):
+    the tie rule of `simcheck.logit_gaps`, whose `top_gap` gives the top gap."""
     values = [e.value for e in entries]
     steps = np.diff(values)
     breaks = np.flatnonzero(steps > tie_tol)
     if breaks.size == 0:
         return math.inf, None, math.inf
     smallest = int(breaks[np.argmin(steps[breaks])])
-    return float(steps[smallest]), smallest, float(steps[breaks[-1]])
+    top = float(top_gap(torch.tensor(values, dtype=torch.float64), tie_tol))
+    return float(steps[smallest]), smallest, top
 
 
-def logit_gap(table: LogitTable, tie_tol: float = 1e-6) -> LogitGap:
+def logit_gap(table: LogitTable, tie_tol: float = TIE_TOL) -> LogitGap:
     """gamma: over heads and query types, the smallest gap between distinct achievable logits
     in one query row, with the row's values clustered by ``tie_tol`` (sorted values whose
     steps are at most ``tie_tol`` are one value; the gap between clusters is the step between
-    them). Also each row's top gap (the step below its top cluster).
+    them). Also each row's top gap (the step below its top cluster), by the rule of
+    `simcheck.logit_gaps.top_gap`, the one `simcheck.hardness` and the
+    `simcheck.probes.LogitMargin` probe use.
 
     Logits inside the local window carry the local bias at unit scale: with the model's
     ``"log"`` local scale its weight grows as log(i + 1) with the length, so those logits move
@@ -392,19 +389,20 @@ class PositionalMargin:
 
 
 @torch.no_grad()
-def positional_margin(model: Any, layer: int = 0) -> PositionalMargin:
+def positional_margin(subject: Any, layer: int = 0) -> PositionalMargin:
     """The positional margin of Thm 5.2: for each head of ``layer``, the local biases
     phi[h, 0..tau] together with the value 1, largest minus second largest; gamma_pos is the
-    smallest over heads. Needs periodic positions with a local bias."""
-    spec = _spec(model)
-    if spec.pos != "periodic" or spec.locality is None:
-        raise SimcheckError(
-            "the positional margin needs a local attention bias; build the model with "
-            "pos='periodic' and locality=tau"
-        )
+    smallest over heads. Needs periodic positions with a local bias (``subject``: a model,
+    a run (directory) or a resolved `Subject`)."""
+    model = _subject(subject).model
     if not 0 <= layer < model.cfg.n_layers:
         raise SimcheckError(
             f"layer {layer} does not exist; the model has layers 0..{model.cfg.n_layers - 1}"
+        )
+    if getattr(model.blocks[layer].attn, "local_bias", None) is None:
+        raise SimcheckError(
+            "the positional margin needs a local attention bias; build the model with "
+            "pos='periodic' and locality=tau"
         )
     bias = model.blocks[layer].attn.local_bias.detach().double().cpu()
     with_one = torch.cat([bias, torch.ones(bias.shape[0], 1, dtype=bias.dtype)], dim=1)
@@ -423,7 +421,7 @@ class ComplexityProxy:
 
 
 @torch.no_grad()
-def complexity_proxy(model: Any) -> ComplexityProxy:
+def complexity_proxy(subject: Any) -> ComplexityProxy:
     """A computable proxy for C(g), which the paper says grows exponentially in the
     first-layer weight norms. Our choice: C = exp(R) * (1 + V), with
 
@@ -434,12 +432,13 @@ def complexity_proxy(model: Any) -> ComplexityProxy:
     - V, the size of what a head can write: the largest spectral norm of W_V @ W_O over the
       heads of layer 0, times the largest norm of a type embedding E[t] + p_r.
     """
-    table = attention_logit_table(model, layer=0)
+    subject = _subject(subject)
+    table = attention_logit_table(subject, layer=0)
     spread = table.content.amax(dim=-1) - table.content.amin(dim=-1)
     R = float(spread.max())
-    attn = model.blocks[0].attn
+    attn = subject.model.blocks[0].attn
     ov = torch.linalg.matrix_norm(attn.W_V @ attn.W_O, ord=2).max()
-    embed = torch.linalg.vector_norm(_type_embeddings(model), dim=-1).max()
+    embed = torch.linalg.vector_norm(_type_embeddings(subject), dim=-1).max()
     V = float(ov * embed)
     return ComplexityProxy(_power(math.e, R) * (1 + V), R, V)
 
@@ -598,27 +597,24 @@ class Bounds:
         return out
 
 
-def _model_of(subject: Any) -> Any:
-    if isinstance(subject, str | bytes) or hasattr(subject, "__fspath__"):
-        subject = load_run(os.fsdecode(subject))
-    return subject.model if isinstance(subject, Run) else subject
-
-
 def bounds(
     run_or_model: Any,
     eps: float = 0.1,
     bits: int = 8,
     tie_tol: float = 1e-6,
     n_star: int | None = None,
+    adapter: ModelAdapter | None = None,
 ) -> Bounds:
     """The theory's numbers for a `Run`, a run directory or a model: Thm 4.1 for one layer,
     Thm 5.2 for two (with layer 0's gamma and L as well). ``n_star`` is a measured N* (see
-    `empirical_n_star`) shown beside the theoretical N."""
-    model = _model_of(run_or_model)
+    `simcheck.sweep_table.empirical_n_star`) shown beside the theoretical N. A model simcheck
+    did not build needs periodic or no positions, declared by ``adapter`` (`ModelAdapter`)."""
+    subject = resolve(run_or_model, adapter=adapter, needs=())
+    model = subject.model
     n_layers = model.cfg.n_layers
     if n_layers > 2:
         raise SimcheckError(f"the paper's bounds cover 1 and 2 layers; this model has {n_layers}")
-    table = attention_logit_table(model)
+    table = attention_logit_table(subject)
     gap = logit_gap(table, tie_tol)
     norms = weight_norm_bound(model)
     common = {
@@ -639,78 +635,7 @@ def bounds(
             norms.bound, table.period, model.cfg.d_vocab, table.locality, eps, gap.gamma, bits
         )
         return Bounds(**common, n_theory=n, threshold=hardmax_threshold(gap.gamma, bits))
-    margin = positional_margin(model)
-    complexity = complexity_proxy(model)
+    margin = positional_margin(subject)
+    complexity = complexity_proxy(subject)
     n = theorem_5_2_N(complexity.C, margin.gamma_pos, eps)
     return Bounds(**common, n_theory=n, margin=margin, complexity=complexity)
-
-
-# ------------------------------------------------------------------ measured N*
-_SIMULATABLE = re.compile(r"^simulatable@(\d+)$")
-
-
-def _check_lengths(table: pd.DataFrame) -> list[int]:
-    missing = {"train_len", "seed", "status"} - set(table.columns)
-    if missing:
-        raise SimcheckError(
-            f"the sweep table lacks columns {sorted(missing)}; pass the results table a sweep "
-            "writes (one row per point, with train_len, seed, status, simulatable@T, "
-            "long_error@T)"
-        )
-    lengths = sorted(
-        int(match.group(1))
-        for column in table.columns
-        if (match := _SIMULATABLE.match(str(column)))
-        and f"long_error@{match.group(1)}" in table.columns
-    )
-    if not lengths:
-        raise SimcheckError(
-            "the sweep table has no pair of simulatable@T and long_error@T columns; pass the "
-            "results table of a sweep that ran the check"
-        )
-    return lengths
-
-
-def empirical_n_star(
-    table: pd.DataFrame,
-    eps: float,
-    task: str | Task | None = None,
-    pos: str | None = None,
-    n_layers: int | None = None,
-    d_model: int | None = None,
-    length: int | None = None,
-) -> int | None:
-    """The measured N*: the smallest training length of a sweep whose models are all
-    simulatable and length-generalize.
-
-    ``table`` has one row per sweep point with columns ``task`` (canonical spec), ``pos``,
-    ``n_layers``, ``d_model``, ``train_len``, ``seed``, ``status`` ("ok"/"failed") and, per
-    test length T, ``simulatable@T`` (bool) and ``long_error@T`` (mean |f - g| at T). Rows
-    with status ok matching the given filters (None: any) are kept; T is ``length`` or the
-    largest present. A training length qualifies when every one of its rows has
-    simulatable@T true and long_error@T <= eps (a missing value fails). Returns None when no
-    training length qualifies, including when no row matches the filters.
-    """
-    lengths = _check_lengths(table)
-    test_len = max(lengths) if length is None else length
-    if test_len not in lengths:
-        raise SimcheckError(
-            f"the sweep table has no columns for T={test_len}; it has T in {lengths}"
-        )
-    rows = table[table["status"] == "ok"]
-    task_spec = task.spec() if isinstance(task, Task) else task
-    for column, wanted in (
-        ("task", task_spec),
-        ("pos", pos),
-        ("n_layers", n_layers),
-        ("d_model", d_model),
-    ):
-        if wanted is None:
-            continue
-        if column not in rows.columns:
-            raise SimcheckError(f"the sweep table has no '{column}' column to filter on")
-        rows = rows[rows[column] == wanted]
-    good = rows[f"simulatable@{test_len}"].eq(True) & (rows[f"long_error@{test_len}"] <= eps)
-    qualifies = good.groupby(rows["train_len"]).all()
-    passing = qualifies[qualifies].index
-    return int(min(passing)) if len(passing) else None

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from simcheck.adapter import ModelAdapter, Subject, resolve
 from simcheck.attention import parse_attention
 from simcheck.check_config import CheckConfig
 from simcheck.confidence import Interval, clopper_pearson, look_alpha, look_schedule
@@ -55,14 +56,13 @@ from simcheck.diagnosis import (
 )
 from simcheck.errors import SimcheckError
 from simcheck.gaps import ChainTerms
-from simcheck.models import check_input_length
+from simcheck.io import library_versions, weights_hash
 from simcheck.outcomes import UNDECIDED, decide
 from simcheck.probes import Output, Probe, Residual, default_probes
 from simcheck.recording import record
 from simcheck.report import CheckReport, LengthResult, WorstCase
-from simcheck.runs import Run, library_versions, load_run, task_record, weights_hash
 from simcheck.simstats import coverage, discrepancy, head_vectors, simulation_error, spread
-from simcheck.tasks import Task, get_task
+from simcheck.tasks import Task, task_record
 from simcheck.witnesses import (
     CONSTRUCTIONS,
     Structure,
@@ -193,50 +193,14 @@ def _subset(outcome: _Outcome, rows: list[int]) -> _Outcome:
     )
 
 
-def witness_structure(model: Any, task: Task) -> Structure:
-    """Delta and tau for witnesses: the model's period (periodic positions) and the task's,
-    combined by lcm; the wider of the model's local bias and the task's window."""
-    spec = getattr(model, "simcheck_spec", None)
-    model_period = spec.period if spec is not None and spec.pos == "periodic" else 1
-    model_window = spec.locality if spec is not None and spec.locality is not None else 0
-    period = math.lcm(model_period or 1, task.period or 1)
-    window = max(model_window, task.locality or 0)
+def witness_structure(subject: Subject) -> Structure:
+    """Delta and tau for witnesses: the model's period (its adapter's) and the task's,
+    combined by lcm; the wider of the model's local window and the task's."""
+    task, adapter = subject.task, subject.adapter
+    assert task is not None and adapter.period is not None and adapter.window is not None
+    period = math.lcm(adapter.period, task.period or 1)
+    window = max(adapter.window, task.locality or 0)
     return Structure(period, window, max(1, task.min_length), task.vocab_size)
-
-
-def _resolve(subject: Any, task: Task | str | None, train_len: int | None) -> tuple:
-    """(model, task, N, source description) from a run, a run directory or a model."""
-    if isinstance(subject, str | bytes) or hasattr(subject, "__fspath__"):
-        subject = load_run(subject, task=get_task(task) if isinstance(task, str) else task)
-    if isinstance(subject, Run):
-        run_task = (
-            subject.task if task is None else (get_task(task) if isinstance(task, str) else task)
-        )
-        n = subject.train_len if train_len is None else train_len
-        return subject.model, run_task, n, str(subject.path)
-    if task is None or train_len is None:
-        raise SimcheckError(
-            "checking a bare model needs task= and train_len= (the task it was trained on and "
-            "its training length N); or pass a run directory"
-        )
-    return subject, get_task(task) if isinstance(task, str) else task, train_len, "model"
-
-
-def _check_fit(model: Any, task: Task) -> None:
-    if task.vocab_size > model.cfg.d_vocab or task.output_size != model.cfg.d_vocab_out:
-        raise SimcheckError(
-            f"task '{task.spec()}' (vocabulary {task.vocab_size}, output {task.output_size}) does "
-            f"not fit the model (d_vocab {model.cfg.d_vocab}, d_vocab_out "
-            f"{model.cfg.d_vocab_out}); pass the task the model was trained on"
-        )
-
-
-def _learned_positions(model: Any) -> bool:
-    """Whether the model reads absolute positions from a learned table."""
-    spec = getattr(model, "simcheck_spec", None)
-    if spec is not None:
-        return spec.pos == "learned"
-    return getattr(model.cfg, "positional_embedding_type", None) == "standard"
 
 
 def _stream(seed: int, *keys: int) -> np.random.Generator:
@@ -246,16 +210,16 @@ def _stream(seed: int, *keys: int) -> np.random.Generator:
 class _Checker:
     """The model, task, probes and settings of one `check` call."""
 
-    def __init__(
-        self, model: Any, task: Task, train_len: int, probes: list[Probe], config: CheckConfig
-    ) -> None:
-        self.model, self.task, self.train_len, self.config = model, task, train_len, config
+    def __init__(self, subject: Subject, probes: list[Probe], config: CheckConfig) -> None:
+        assert subject.task is not None and subject.train_len is not None
+        self.subject, self.config = subject, config
+        self.model, self.task, self.train_len = subject.model, subject.task, subject.train_len
         self.mode = parse_attention(config.attention)
         self.probes = probes
         self.recorded = [p for p in probes if p.comparable]
         self.compared = [p for p in self.recorded if not p.diagnostic]
-        self.structure = witness_structure(model, task)
-        self.gaps = ChainTerms.for_task(task, config.class_metric)
+        self.structure = witness_structure(subject)
+        self.gaps = ChainTerms.for_task(self.task, config.class_metric)
         self.spreads: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ evaluation
@@ -268,7 +232,8 @@ class _Checker:
         for length in sorted(groups):
             rows = groups[length]
             tokens = torch.as_tensor(np.stack([sequences[i] for i in rows]), dtype=torch.long)
-            recording = record(self.model, tokens, self.probes, attention=self.mode)
+            model_input = self.subject.model_input(tokens)
+            recording = record(self.model, model_input, self.probes, attention=self.mode)
             f = self.task.oracle(tokens)
             f = f.long() if self.task.output == "classes" else f.float()
             g = self.task.prediction(recording["output"][:, 0].cpu()).float()
@@ -503,18 +468,23 @@ def check(
     train_len: int | None = None,
     config: CheckConfig | None = None,
     *,
+    adapter: ModelAdapter | None = None,
+    device: str | torch.device | None = None,
     probes: Sequence[Probe] | None = None,
     progress: bool = False,
     **settings: Any,
 ) -> CheckReport:
-    """Check ``subject`` (a `Run`, a run directory, or a model with ``task`` and
-    ``train_len``) at each test length: certify it, or say why not (see the module
+    """Check ``subject`` (a `Run`, a run directory, or any `HookedTransformer` with ``task``
+    and ``train_len``) at each test length: certify it, or say why not (see the module
     docstring and `simcheck.outcomes`).
 
     Settings come from ``config`` (a `CheckConfig`), and any of its fields can be given by
     keyword instead or on top: ``check(run, test_lengths=[256], eps=0.05)``.
 
     Args:
+        adapter: how to read a model simcheck did not build (`ModelAdapter`: which logits
+            answer the task, a BOS prefix, its period and window).
+        device: run the model there (``"cuda"``, ``"mps"``, ``"cpu"``); the model moves.
         probes: states to compare (default `simcheck.probes.default_probes`).
         progress: show a progress bar over the test lengths.
     """
@@ -525,17 +495,19 @@ def check(
             f"CheckConfig: {', '.join(CheckConfig.field_names())}"
         )
     config = (config or CheckConfig()).replace(**settings) if settings else config or CheckConfig()
-    model, task, train_len, source = _resolve(subject, task, train_len)
-    _check_fit(model, task)
+    resolved = resolve(subject, task, train_len, adapter, device)
+    model, task, train_len = resolved.model, resolved.task, resolved.train_len
+    assert task is not None and train_len is not None
     config.validate_for(task.metric_max, task.metric_name, train_len)
     lengths = config.lengths_for(train_len)
     for length in lengths:
-        check_input_length(model, length)
-    structure = witness_structure(model, task)
+        resolved.check_length(length)
+    structure = witness_structure(resolved)
     chosen = list(probes) if probes else default_probes(model, structure.period, structure.window)
-    if not any(isinstance(p, Output) for p in chosen):
-        chosen.append(Output())
-    checker = _Checker(model, task, train_len, chosen, config)
+    # the compared output is the task's: the adapter's output ids, in the task's order
+    output = Output(select=resolved.adapter.outputs)
+    chosen = [p for p in chosen if not isinstance(p, Output)] + [output]
+    checker = _Checker(resolved, chosen, config)
     reference = checker.reference(_stream(config.seed, REFERENCE_STREAM))
     schedule = [config.samples] if config.worst_case else look_schedule(
         config.samples, config.max_samples
@@ -546,10 +518,12 @@ def check(
     for length in tqdm(lengths, desc="check", disable=not progress):
         results.append(_check_length(checker, reference, short, length, schedule, alpha))
     report_config = {
-        "source": source,
+        "source": resolved.source,
         "model": {
             "weights_sha256": weights_hash(model),
             "spec": model.simcheck_spec.to_dict() if hasattr(model, "simcheck_spec") else None,
+            "adapter": resolved.adapter.to_dict(),
+            "device": str(resolved.device),
         },
         "task": task_record(task),
         "train_len": train_len,
@@ -738,7 +712,9 @@ def summarise(
             attention_at_n=reference.attention_at_n,
             short=short,
             margin=_margin_evidence(task, sim.tokens[uncovered], reference),
-            learned_positions=_learned_positions(checker.model),
+            learned_positions=checker.subject.adapter.learned_absolute,
+            trained_positions=checker.subject.adapter.trained_positions or checker.train_len,
+            prefix=len(checker.subject.adapter.prefix),
             mode=checker.mode,
             diverge_at=config.diverge_at,
         )

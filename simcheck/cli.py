@@ -8,14 +8,16 @@ print one line, ``simcheck: error: ...``, that says how to fix them, and exit wi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from simcheck.errors import SimcheckError
+from simcheck.errors import SimcheckError, SweepInterrupted, TrainingInterrupted
 from simcheck.evaluation import evaluate, parse_lengths
+from simcheck.io import weights_hash
 from simcheck.models import INIT_MODES, POSITIONAL_ENCODINGS
 from simcheck.plotting import length_curves_figure, save_figure
 from simcheck.report import CERTIFICATE_FILE, CERTIFICATE_VERSION
@@ -27,11 +29,9 @@ from simcheck.runs import (
     METRICS_FILE,
     load_run,
     read_json,
-    weights_hash,
 )
-from simcheck.sweeps import SweepInterrupted
 from simcheck.tasks import task_class, task_names, task_parameters
-from simcheck.training import TrainingInterrupted, resume_training, train
+from simcheck.training import resume_training, train
 
 
 def _first_line(doc: str | None) -> str:
@@ -111,30 +111,72 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_model(args: argparse.Namespace) -> tuple[Any, str] | None:
+    """The model named by --model or --weights/--config, with a short name; None if none is."""
+    if not (args.model or args.weights or args.config):
+        return None
+    from simcheck.user_models import load_user_model
+
+    return load_user_model(args.model, args.weights, args.config)
+
+
+def _adapter(args: argparse.Namespace) -> Any:
+    """The `ModelAdapter` the adapter flags describe (unset flags leave fields to the model)."""
+    from simcheck.adapter import ModelAdapter
+
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(ModelAdapter)
+        if getattr(args, f.name, None) is not None
+    }
+    return ModelAdapter(**values)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate one or more runs across test lengths; with several, compare their plateaus."""
+    """Evaluate one or more runs (or a user's model) across test lengths; with several,
+    compare their plateaus."""
     lengths = parse_lengths(args.lengths)
-    runs = [load_run(path) for path in args.runs]  # refuse a bad directory before any work
-    results = {}
-    for run in runs:
+    user = _user_model(args)
+    if user is not None and args.runs:
+        raise SimcheckError("give run directories or --model/--weights, not both")
+    if user is None and not args.runs:
+        raise SimcheckError(
+            "nothing to evaluate: give run directories, or a model with --model "
+            "MODULE:FUNCTION or --weights FILE --config FILE (with --task and --train-len)"
+        )
+    adapter = _adapter(args)
+    subjects: list[tuple[Any, str]] = [user[::-1]] if user else []
+    for path in args.runs:
+        run = load_run(path)  # refuse a bad directory before any work
         if not run.finished:
             state = run.status.get("state", "unknown")
             print(
                 f"note: {run.path} is {state} at step {run.status.get('step', '?')}: "
                 "evaluating its last checkpoint"
             )
+        subjects.append((str(run.path), run))
+    results = {}
+    for name, subject in subjects:
         result = evaluate(
-            run,
+            subject,
             lengths,
             samples=args.samples,
             seed=args.seed,
             batch_size=args.batch_size,
             progress=_show_progress(args),
+            task=args.task,
+            train_len=args.train_len,
+            adapter=adapter,
+            device=args.device,
+            out=args.out,
         )
-        results[str(run.path)] = result
-        print(f"{run.path}: {result.meta['task']}  pos={result.meta['pos']}  N={run.train_len}")
+        results[name] = result
+        print(f"{name}: {result.meta['task']}  pos={result.meta['pos']}  N={result.train_len}")
         print(result.format_table())
-        print(f"wrote {run.path / EVAL_CSV}, {EVAL_JSON} and {EVAL_PNG}\n")
+        written = args.out or (None if user else Path(name))
+        if written is not None:
+            print(f"wrote {Path(written) / EVAL_CSV}, {EVAL_JSON} and {EVAL_PNG}")
+        print()
     if len(results) > 1:
         print(f"{'run':<40} {'pos':<9} {'N':>5} {'plateau':>10}")
         for path, result in results.items():
@@ -148,20 +190,88 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Check a run at the test lengths: certify it or diagnose it; write the certificate
-    and the report."""
+    """Check a run (or a user's model) at the test lengths: certify it or diagnose it; write
+    the certificate and the report."""
     from simcheck.checker import check
 
-    run = load_run(args.run)
+    user = _user_model(args)
+    if user is not None and args.run:
+        raise SimcheckError("give a run directory or --model/--weights, not both")
     config = _check_config(args)
-    report = check(run, train_len=args.train_len, config=config, progress=_show_progress(args))
-    name = (
-        "check" if config.attention == "softmax" else f"check-{config.attention.replace(':', '')}"
+    suffix = "" if config.attention == "softmax" else "-" + config.attention.replace(":", "")
+    if user is not None:
+        subject, default_out = user[0], Path(f"check-{user[1]}{suffix}")
+    elif args.run:
+        subject = load_run(args.run)
+        default_out = subject.path / f"check{suffix}"
+    else:
+        raise SimcheckError(
+            "nothing to check: give a run directory, or a model with --model MODULE:FUNCTION "
+            "or --weights FILE --config FILE (with --task and --train-len)"
+        )
+    report = check(
+        subject,
+        task=args.task,
+        train_len=args.train_len,
+        config=config,
+        adapter=_adapter(args),
+        device=args.device,
+        progress=_show_progress(args),
     )
-    out = report.save(args.out or run.path / name)
+    out = report.save(args.out or default_out)
     print(report.summary())
     print(f"wrote {out}/: certificate.json, summary.txt, report.html and figures")
     return 0 if report.certified or not args.strict else 1
+
+
+_ADAPTER_HELP = {
+    "outputs": ("--outputs", "output ids that answer the task, in the task's order (default all)"),
+    "prefix": ("--prefix", "tokens put before every input, e.g. a BOS id (default none)"),
+    "period": ("--period", "Delta of the model's positions (default 1, or the run's)"),
+    "window": ("--window", "tau, the model's local window (default 0, or the run's)"),
+    "positions": ("--positions", "the model's position encoding (default: read from the model)"),
+    "trained_positions": (
+        "--trained-positions",
+        "leading positions training showed the model (default N + prefix length)",
+    ),
+}
+"""The command-line flag and help of every `ModelAdapter` field."""
+
+
+def _add_model_options(parser: argparse.ArgumentParser, eval_command: bool) -> None:
+    """Options for a model simcheck did not build: where it comes from, its task and N, and
+    one flag per `ModelAdapter` field; and the device."""
+    from simcheck.adapter import POSITION_KINDS, ModelAdapter
+
+    group = parser.add_argument_group(
+        "your own model (a HookedTransformer simcheck did not build; see README 'Your own model')"
+    )
+    group.add_argument(
+        "--model", metavar="MODULE:FUNCTION", help="a function that returns the model"
+    )
+    group.add_argument("--weights", type=Path, help="model weights (.safetensors or a state dict)")
+    group.add_argument("--config", type=Path, help="its HookedTransformerConfig as JSON")
+    group.add_argument("--task", help="the task the model answers (default: the run's)")
+    if eval_command:
+        group.add_argument("--train-len", type=int, help="training length N (default: the run's)")
+    for field in dataclasses.fields(ModelAdapter):
+        flag, text = _ADAPTER_HELP[field.name]
+        if field.name in ("outputs", "prefix"):
+            group.add_argument(flag, dest=field.name, type=_id_list, metavar="IDS", help=text)
+        elif field.name == "positions":
+            group.add_argument(flag, dest=field.name, choices=POSITION_KINDS, help=text)
+        else:
+            group.add_argument(flag, dest=field.name, type=int, help=text)
+    group.add_argument("--device", help="run the model on cpu, cuda, cuda:N or mps")
+
+
+def _id_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give token ids separated by commas, e.g. 3,4"
+        ) from None
 
 
 _CHECK_HELP = {
@@ -265,7 +375,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_bounds(args: argparse.Namespace) -> int:
     """Print the theory's quantities for a run beside the sweep's empirical N*."""
-    from simcheck.bounds import bounds, empirical_n_star
+    from simcheck.bounds import bounds
+    from simcheck.sweep_table import empirical_n_star
     from simcheck.sweeps import load_sweep
 
     run = load_run(args.run)
@@ -426,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a run across test lengths")
-    ev.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    ev.add_argument("runs", nargs="*", metavar="RUN", help="run directories")
     ev.add_argument(
         "--lengths",
         default="8,16,...,1024",
@@ -437,15 +548,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, help="rows per forward pass (default: automatic)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.add_argument("--figure", type=Path, help="also draw every run's curve into this PNG")
+    ev.add_argument(
+        "--out", type=Path, help="write eval.json/csv/png here (default: the run's directory)"
+    )
+    _add_model_options(ev, eval_command=True)
     ev.set_defaults(func=cmd_eval)
 
     ck = sub.add_parser(
         "check", help="certify or diagnose a run's length generalization at long test lengths"
     )
-    ck.add_argument("run", metavar="RUN", help="run directory")
+    ck.add_argument("run", nargs="?", metavar="RUN", help="run directory")
     ck.add_argument("--train-len", type=int, help="training length N (default: the run's)")
     _add_check_options(ck)
-    ck.add_argument("--out", type=Path, help="output directory (default RUN/check)")
+    _add_model_options(ck, eval_command=False)
+    ck.add_argument(
+        "--out", type=Path, help="output directory (default RUN/check, or check-<model name>)"
+    )
     ck.add_argument(
         "--strict", action="store_true", help="exit 1 unless every test length is certified"
     )

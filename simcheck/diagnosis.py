@@ -153,6 +153,9 @@ class Evidence:
             task (least task gap, then least chain): how the model treats a short input the
             task considers equivalent.
         floor_gap: per long input, the least task gap over its witnesses.
+        learned_positions: whether the model reads learned absolute positions.
+        trained_positions: how many leading positions training showed the model.
+        prefix: tokens in front of every input (so the last position is prefix + length - 1).
         attention, attention_at_n: per layer, per-head median entropy, top weight and
             logit margin at T and at N.
     """
@@ -174,6 +177,8 @@ class Evidence:
     short: ShortBehaviour
     margin: MarginEvidence | None
     learned_positions: bool
+    trained_positions: int
+    prefix: int
     mode: AttentionMode
     diverge_at: float
 
@@ -300,9 +305,10 @@ def diagnose(evidence: Evidence) -> Diagnosis | None:
     diagnosis.causes += _fails_short(evidence)
     diagnosis.causes += _constant_output(evidence)
     diagnosis.causes += _resolution(evidence)
-    diagnosis.causes += _positions(evidence, diverging)
-    diagnosis.causes += _dilution(evidence, diverging)
-    diagnosis.causes += _margin(evidence, diverging)
+    if evidence.uncovered.any():  # mechanisms explain failures; with none, they explain nothing
+        diagnosis.causes += _positions(evidence, diverging)
+        diagnosis.causes += _dilution(evidence, diverging)
+        diagnosis.causes += _margin(evidence, diverging)
     return diagnosis
 
 
@@ -405,7 +411,8 @@ def _resolution(evidence: Evidence) -> list[Cause]:
 
 
 def _positions(evidence: Evidence, diverging: list[ProbeStat]) -> list[Cause]:
-    if not evidence.learned_positions or evidence.length <= evidence.train_len:
+    last_position = evidence.prefix + evidence.length - 1
+    if not evidence.learned_positions or last_position < evidence.trained_positions:
         return []
     covered = evidence.coverage.get(EMBEDDING_STATE.name)
     outside = covered.outside if covered is not None else 0.0
@@ -418,7 +425,7 @@ def _positions(evidence: Evidence, diverging: list[ProbeStat]) -> list[Cause]:
         Cause(
             "positions_beyond_training",
             f"position embeddings beyond the trained range: learned absolute positions "
-            f"{evidence.train_len}..{evidence.length - 1} were never seen in training "
+            f"{evidence.trained_positions}..{last_position} were never seen in training "
             f"(N={evidence.train_len}); the embedding-level state {EMBEDDING_STATE.name} "
             f"differs from its witness's by {median:.3g} x its spread{where}",
         )

@@ -25,3 +25,19 @@ class RunDirError(SimcheckError):
 
 class TrainingDiverged(SimcheckError):
     """Training produced a non-finite loss; the last good checkpoint was kept."""
+
+
+class TrainingInterrupted(SimcheckError):
+    """Training stopped on Ctrl-C after writing a checkpoint; resume continues it."""
+
+
+class SweepSpecError(SimcheckError):
+    """A sweep specification that cannot be run as written."""
+
+
+class SweepInterrupted(SimcheckError):
+    """The sweep stopped on Ctrl-C; running it again finishes the missing points."""
+
+
+class TokenError(SimcheckError):
+    """Token ids that the task's vocabulary does not contain, or a malformed token array."""

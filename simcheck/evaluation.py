@@ -22,20 +22,16 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from simcheck.adapter import ModelAdapter, resolve
 from simcheck.errors import SimcheckError
-from simcheck.models import check_input_length, last_outputs
+from simcheck.io import library_versions, weights_hash, write_json, write_text
 from simcheck.plotting import length_curves_figure, save_figure
 from simcheck.runs import (
     EVAL_CSV,
     EVAL_JSON,
     EVAL_PNG,
-    Run,
-    library_versions,
-    load_run,
-    weights_hash,
-    write_json,
-    write_text,
 )
+from simcheck.tasks import Task
 
 PLATEAU_POINTS = 3
 
@@ -215,32 +211,42 @@ def _plateau(rows: Sequence[dict[str, Any]], train_len: int) -> tuple[float | No
 
 
 def evaluate(
-    run: Run | str | Path,
+    subject: Any,
     lengths: Iterable[int] | str = (8, 16, 32, 64, 128, 256, 512, 1024),
     samples: int = 512,
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool = True,
     save: bool = True,
+    *,
+    task: Task | str | None = None,
+    train_len: int | None = None,
+    adapter: ModelAdapter | None = None,
+    device: str | torch.device | None = None,
+    out: str | Path | None = None,
 ) -> EvalResult:
-    """Evaluate a run (or run directory) at each test length.
+    """Evaluate a run, a run directory or any `HookedTransformer` at each test length.
 
-    Writes ``eval.json``, ``eval.csv`` and ``eval.png`` into the run directory when ``save``.
+    A bare model needs ``task`` and ``train_len``; ``adapter`` says how to read a model
+    simcheck did not build (`simcheck.adapter.ModelAdapter`), ``device`` where to run it.
+    With ``save``, writes ``eval.json``, ``eval.csv`` and ``eval.png`` into ``out`` (default:
+    the run directory; a bare model's results are written only when ``out`` is given).
     Lengths beyond what the model can take are refused before any work is done.
     """
-    run = run if isinstance(run, Run) else load_run(run)
+    resolved = resolve(subject, task, train_len, adapter, device)
+    task, train_len = resolved.task, resolved.train_len
+    assert task is not None and train_len is not None
     lengths = parse_lengths(lengths) if isinstance(lengths, str) else sorted(set(lengths))
     if not lengths or min(lengths) < 1:
         raise SimcheckError(f"lengths must be positive integers, got {lengths}")
     if samples < 1:
         raise SimcheckError(f"samples must be >= 1, got {samples}")
-    check_input_length(run.model, max(lengths))
-    task, model = run.task, run.model
+    resolved.check_length(max(lengths))
     rows = []
     for length in tqdm(lengths, desc="eval", unit="length", disable=not progress):
         rng = np.random.default_rng([seed, length])
         batch = task.batch(samples, length, rng)
-        output = last_outputs(model, batch.tokens, batch_size)
+        output = resolved.last_outputs(batch.tokens, batch_size)
         valid = task.valid(batch.targets)
         loss = task.loss(output, batch.targets)[valid]
         metric = task.metric(output, batch.targets)[valid]
@@ -248,32 +254,39 @@ def evaluate(
         base = None if base_out is None else task.loss(base_out, batch.targets)[valid]
         excluded = int((~valid).sum())
         rows.append(_row(length, loss, metric, base, excluded, task.output == "classes"))
-    plateau, plateau_lengths = _plateau(rows, run.train_len)
+    plateau, plateau_lengths = _plateau(rows, train_len)
     result = EvalResult(
         rows=rows,
-        train_len=run.train_len,
+        train_len=train_len,
         plateau=plateau,
         plateau_lengths=plateau_lengths,
         meta={
-            "run": str(run.path),
+            "run": resolved.source,
             "task": task.spec(),
-            "pos": run.model.simcheck_spec.pos,
+            "pos": resolved.adapter.positions,
             "metric": task.metric_name,
             "output": task.output,
             "samples": samples,
             "seed": seed,
-            "weights_sha256": weights_hash(model),
-            "run_spec": run.spec,
+            "weights_sha256": weights_hash(resolved.model),
+            "run_spec": resolved.run.spec if resolved.run is not None else None,
+            "adapter": resolved.adapter.to_dict(),
+            "device": str(resolved.device),
             "versions": library_versions(),
         },
     )
-    if save:
-        save_eval(result, run.path)
+    target = Path(out) if out is not None else (resolved.run.path if resolved.run else None)
+    if save and target is not None:
+        save_eval(result, target)
     return result
 
 
 def save_eval(result: EvalResult, run_dir: Path) -> None:
-    """Write ``eval.json``, ``eval.csv`` and ``eval.png`` into ``run_dir``."""
+    """Write ``eval.json``, ``eval.csv`` and ``eval.png`` into ``run_dir`` (made if missing)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SimcheckError(f"cannot write the evaluation into {run_dir}: it is a file")
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / EVAL_JSON, result.to_dict())
     write_text(run_dir / EVAL_CSV, result.table().to_csv())
     save_figure(result.plot(), run_dir / EVAL_PNG)

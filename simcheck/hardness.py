@@ -2,7 +2,8 @@
 logits as the input grows, to see the threshold 2^(p/gamma) of `simcheck.bounds` at work.
 
 - `off_top_mass`, `top_gap`: per attention row, the mass outside (and the gap below) the top
-  cluster of logits;
+  cluster of logits, with the tie rule of `simcheck.logit_gaps` (single linkage, absolute
+  ``tie_tol``, default 1e-6);
 - `hardness_curve`: that mass against the length, in `FinitePrecision` attention;
 - `first_hard_length`: the smallest length at which attention is exactly hard (bisection);
 - `adversarial_tokens`: an input whose last query meets exactly the gap gamma.
@@ -10,7 +11,6 @@ logits as the input grows, to see the threshold 2^(p/gamma) of `simcheck.bounds`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +21,8 @@ import torch
 from simcheck.attention import FinitePrecision
 from simcheck.bounds import LogitGap, LogitTable
 from simcheck.errors import SimcheckError
+from simcheck.logit_gaps import TIE_TOL, below_top
+from simcheck.logit_gaps import top_gap as top_gap  # re-exported: hardness's public API
 from simcheck.probes import AttentionLogits, AttentionRow
 from simcheck.recording import record
 from simcheck.tasks import Task
@@ -29,34 +31,14 @@ InputFactory = Callable[[int], Any]
 """Returns token ids [batch, length'] for a requested length (length' may round it up)."""
 
 
-def _top_cutoff(logits: torch.Tensor, tie_tol: float) -> torch.Tensor:
-    """The smallest value of each row's top cluster (values linked to the maximum by steps
-    of at most ``tie_tol``), [..., 1]; masked (-inf) keys are ignored."""
-    ordered = logits.nan_to_num(nan=-math.inf).sort(dim=-1, descending=True).values
-    steps = ordered[..., :-1] - ordered[..., 1:]  # -inf - -inf is nan: no break
-    # a sentinel break after the last key: a row of one cluster is cut at its end
-    sentinel = torch.ones_like(steps[..., :1], dtype=torch.bool)
-    breaks = torch.cat([steps > tie_tol, sentinel], dim=-1)
-    first = breaks.int().argmax(dim=-1, keepdim=True)  # argmax returns the first maximum
-    return ordered.gather(-1, first)
-
-
-def top_gap(logits: torch.Tensor, tie_tol: float = 1e-6) -> torch.Tensor:
-    """Each row's gap between its top cluster and the next value present, [...] for logits
-    [..., key]; inf when the row has one cluster."""
-    cutoff = _top_cutoff(logits, tie_tol)
-    below = logits.masked_fill(~(logits < cutoff), -math.inf).amax(dim=-1, keepdim=True)
-    return (cutoff - below)[..., 0]
-
-
 def off_top_mass(
-    logits: torch.Tensor, weights: torch.Tensor, tie_tol: float = 1e-6
+    logits: torch.Tensor, weights: torch.Tensor, tie_tol: float = TIE_TOL
 ) -> torch.Tensor:
     """The attention mass outside each row's top cluster of logits, [...] for [..., key]
-    rows. With a small ``tie_tol`` the top cluster is the keys within tie_tol of the row's
-    maximum; exact zero means the row attends only to its top logits (hard attention)."""
-    off = torch.isfinite(logits) & (logits < _top_cutoff(logits, tie_tol))
-    return (weights * off).sum(dim=-1)
+    rows; the top cluster is `simcheck.logit_gaps`'s (single linkage, steps of at most
+    ``tie_tol`` tie). Exact zero means the row attends only to its top logits (hard
+    attention)."""
+    return (weights * below_top(logits, tie_tol)).sum(dim=-1)
 
 
 def _factory(inputs: Task | InputFactory, samples: int, seed: int) -> InputFactory:
@@ -82,7 +64,7 @@ def hardness_curve(
     lengths: Sequence[int],
     bits: int,
     layer: int = 0,
-    tie_tol: float = 1e-6,
+    tie_tol: float = TIE_TOL,
     samples: int = 64,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -115,7 +97,7 @@ def first_hard_length(
     low: int,
     high: int,
     layer: int = 0,
-    tie_tol: float = 1e-6,
+    tie_tol: float = TIE_TOL,
 ) -> int | None:
     """The smallest length in [low, high] at which the inputs' last query attends only to its
     top logits in p-bit attention, by bisection: valid for inputs whose set of logits does

@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from simcheck.errors import LengthError
-from simcheck.tasks import TokenError
+from simcheck.errors import LengthError, TokenError
 
 
 def check_input_length(model: Any, length: int) -> None:
@@ -20,11 +19,15 @@ def check_input_length(model: Any, length: int) -> None:
     if length <= limit:
         return
     spec = getattr(model, "simcheck_spec", None)
-    kind = f"pos='{spec.pos}'" if spec else "this model"
+    if spec is None:  # a model built elsewhere: its context is what it is
+        raise LengthError(
+            f"input length {length} exceeds the {limit} positions this model can take "
+            f"(model.cfg.n_ctx={limit}); use lengths <= {limit}"
+        )
     raise LengthError(
-        f"input length {length} exceeds the {limit} positions this model can take ({kind}, "
-        f"n_ctx={limit}); use lengths <= {limit}, or train with --n-ctx {length} or a "
-        "positional encoding without a table (periodic, none, rotary, alibi)"
+        f"input length {length} exceeds the {limit} positions this model can take "
+        f"(pos='{spec.pos}', n_ctx={limit}); use lengths <= {limit}, or train with --n-ctx "
+        f"{length} or a positional encoding without a table (periodic, none, rotary, alibi)"
     )
 
 

@@ -123,6 +123,12 @@ class ModelSpec:
         return self.d_head or self.d_model // self.n_heads
 
     @property
+    def delta(self) -> int:
+        """Delta: the period of the positions when they are periodic; 1 otherwise (the model
+        treats every position alike outside what its encoding reads)."""
+        return self.period if self.pos == "periodic" else 1
+
+    @property
     def max_length(self) -> int:
         """The longest input the model takes: the learned table's size, else unbounded."""
         return self.n_ctx if self.pos == "learned" else POSITION_FREE_CTX
@@ -230,8 +236,7 @@ def build_model(task: Task, seed: int = 0, **overrides: Any) -> SimcheckTransfor
 
 
 def _install_periodic_positions(model: HookedTransformer, spec: ModelSpec) -> None:
-    period = spec.period if spec.pos == "periodic" else 1
-    table = PeriodicPosEmbed(period, spec.d_model, dtype=model.cfg.dtype)
+    table = PeriodicPosEmbed(spec.delta, spec.d_model, dtype=model.cfg.dtype)
     if spec.pos == "periodic":
         torch.nn.init.normal_(table.W_pos, std=model.cfg.initializer_range)
     else:

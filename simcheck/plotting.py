@@ -13,7 +13,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from simcheck.runs import LOSS_CURVE_FILE, METRICS_FILE, atomic_write
+from simcheck.io import atomic_write
+from simcheck.runs import LOSS_CURVE_FILE, METRICS_FILE
 
 
 def save_figure(fig: Figure, path: Path) -> None:

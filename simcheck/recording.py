@@ -172,13 +172,20 @@ def record(
     batch_size: int | None = None,
     progress: bool = False,
 ) -> Recording:
-    """Run ``model`` on ``tokens`` [batch, length] and return each probe's value at the query
-    ``positions`` (default: the last), batched so memory stays bounded.
+    """Run ``model`` (a model, a `Run` or a run directory) on ``tokens`` [batch, length] and
+    return each probe's value at the query ``positions`` (default: the last), batched so
+    memory stays bounded. The tokens go to the model as given (a `Subject`'s
+    ``model_input`` puts an adapter's prefix in front).
 
     ``attention`` is ``"softmax"`` (the model as trained) or ``"hardmax[:bits]"`` /
     `FinitePrecision` (the paper's finite-precision attention). Inputs longer than the model
     can take raise `LengthError`; token ids outside its vocabulary raise `TokenError`.
     """
+    if not isinstance(model, torch.nn.Module):  # a run or a run directory
+        # imported here: loading runs needs TransformerLens 3.x, recording itself does not
+        from simcheck.adapter import model_of
+
+        model = model_of(model)
     tokens = as_tokens(tokens)
     length = tokens.shape[1]
     probes = list(probes)

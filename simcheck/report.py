@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 
 from simcheck.confidence import Interval
 from simcheck.diagnosis import Diagnosis, ProbeStat
+from simcheck.io import atomic_write, write_text
 from simcheck.outcomes import ADVICE, CERTIFIED, MEANING
-from simcheck.runs import atomic_write, write_text
 from simcheck.simstats import Coverage, needed_count
 from simcheck.witnesses import Witness
 

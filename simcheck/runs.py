@@ -16,15 +16,9 @@ is complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
-import subprocess
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer
 
 from simcheck.errors import RunDirError
+from simcheck.io import atomic_write, weights_of
 from simcheck.models import ModelSpec, model_from_spec
 from simcheck.tasks import Task, get_task, task_names
 
@@ -57,99 +52,6 @@ RUN_FILES = (
 )
 """Every file simcheck writes into a run directory."""
 FORMAT_VERSION = 1
-
-
-def _default_mode() -> int:
-    """The permissions a plain ``open(path, "w")`` would give: 0o666 minus the umask (read
-    by setting and restoring it, the only portable way)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
-    The file gets the usual permissions (the temporary file starts private)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        tmp.chmod(_default_mode())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented, key-sorted JSON, atomically."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of simcheck and the libraries that determine its numbers."""
-    versions = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in ("simcheck", "torch", "transformer-lens", "numpy", "safetensors"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
-def source_revision(directory: Path | None = None) -> str:
-    """The git commit of the checkout holding ``directory`` (default: simcheck's own source),
-    marked when tracked files have uncommitted changes; ``unknown`` outside a git checkout.
-    Read-only: it does not refresh git's index."""
-    where = directory or Path(__file__).resolve().parent
-
-    def git(*command: str) -> str:
-        return subprocess.run(
-            ["git", "--no-optional-locks", *command],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit} (with uncommitted changes)" if dirty else commit
-
-
-def task_record(task: Task) -> dict[str, Any]:
-    """How a task is written into a spec: its name, parameters and defining class."""
-    cls = type(task)
-    return {
-        "name": task.name,
-        "spec": task.spec(),
-        "params": task.params(),
-        "class": f"{cls.__module__}.{cls.__qualname__}",
-    }
-
-
-def weights_of(model: HookedTransformer) -> dict[str, torch.Tensor]:
-    """The model's parameters (not its derived buffers such as rotary tables), contiguous."""
-    return {name: p.detach().contiguous().clone() for name, p in model.named_parameters()}
-
-
-def weights_hash(model: HookedTransformer) -> str:
-    """SHA-256 over the parameter names, shapes and bytes: identifies the exact weights."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(weights_of(model).items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.float().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def save_weights(path: Path, model: HookedTransformer) -> None:

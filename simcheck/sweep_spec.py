@@ -56,7 +56,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from simcheck.check_config import CheckConfig
-from simcheck.errors import SimcheckError
+from simcheck.errors import SimcheckError, SweepSpecError
 from simcheck.evaluation import parse_lengths
 from simcheck.models import ModelSpec
 from simcheck.tasks import get_task, task_parameters
@@ -68,10 +68,6 @@ MODEL_FIELDS = tuple(
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 TOP_LEVEL_KEYS = ("name", "imports", "grid", "model", "train", "eval", "check")
 DEFAULT_EVAL_LENGTHS = (8, 16, 32, 64, 128, 256, 512, 1024)
-
-
-class SweepSpecError(SimcheckError):
-    """A sweep specification that cannot be run as written."""
 
 
 @dataclass(frozen=True)

@@ -37,14 +37,9 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from simcheck.errors import SimcheckError
-from simcheck.runs import (
-    atomic_write,
-    library_versions,
-    read_json,
-    source_revision,
-    write_json,
-)
+from simcheck.errors import SimcheckError, SweepInterrupted
+from simcheck.io import atomic_write, library_versions, source_revision, write_json, write_text
+from simcheck.runs import read_json
 from simcheck.sweep_spec import (
     MODEL_FIELDS,
     TRAIN_FIELDS,
@@ -53,6 +48,7 @@ from simcheck.sweep_spec import (
     import_modules,
     load_spec,
 )
+from simcheck.sweep_table import CHECK_KINDS, EVAL_KINDS, check_columns, eval_columns, parse_column
 
 BACKENDS = ("local", "ray")
 MANIFEST_FILE = "sweep.json"
@@ -64,10 +60,6 @@ TIMING_COLUMNS = ("train_s", "eval_s", "check_s", "total_s")
 """Columns that measure time, the only ones that differ between two runs of a sweep."""
 ATTEMPTS = 2
 """A failing point is tried this many times per sweep run (once, then retried once)."""
-
-
-class SweepInterrupted(SimcheckError):
-    """The sweep stopped on Ctrl-C; running it again finishes the missing points."""
 
 
 # --------------------------------------------------------------------------- one point
@@ -98,7 +90,7 @@ def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, A
     from simcheck.check_config import CheckConfig
     from simcheck.checker import check
     from simcheck.evaluation import evaluate
-    from simcheck.runs import EVAL_CSV, EVAL_JSON, SPEC_FILE, write_text
+    from simcheck.runs import EVAL_CSV, EVAL_JSON, SPEC_FILE
     from simcheck.tasks import get_task
     from simcheck.training import resume_training, train
 
@@ -131,22 +123,10 @@ def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, A
     checked = time.perf_counter()
     row = _config_columns(point, run_dir.relative_to(root))
     row["final_loss"] = _final_loss(run_dir)
-    row.update({f"loss@{r['length']}": r["loss_mean"] for r in result.rows})
-    row.update({f"error@{r['length']}": r["metric_mean"] for r in result.rows})
+    row.update(eval_columns(result.rows))
     row["plateau"] = result.plateau
     if report is not None:
-        for r in report.results:
-            t = r.length
-            row[f"outcome@{t}"] = r.outcome
-            row[f"uncovered@{t}"] = r.chain_interval.fraction
-            row[f"chain_bound@{t}"] = r.chain_bound
-            row[f"eps*@{t}"] = r.eps_star
-            row[f"floor@{t}"] = r.task_floor
-            row[f"long_error@{t}"] = float(r.long_error.mean())
-            row[f"task_gap@{t}"] = float(r.task_gap.mean())
-            row[f"short_error@{t}"] = float(r.short_error.mean())
-            row[f"model_gap@{t}"] = float(r.model_gap.mean())
-            row[f"simulatable@{t}"] = bool(r.simulatable)
+        row.update(check_columns(report.results))
         row["certified"] = report.certified
         row["simulatable"] = report.simulatable
     row["weights_sha256"] = result.meta["weights_sha256"]
@@ -305,10 +285,11 @@ class SweepResult:
         ]
         lines += [f"FAILED {name}: {error}" for name, error in self.failed.items()]
         main = [c for c in self.table.columns if c in ("task", "pos", "train_len", "seed")]
+        shown = ("outcome", "chain_bound", "long_error")
         main += [
             c
             for c in self.table.columns
-            if c.startswith(("outcome@", "chain_bound@", "long_error@")) or c == "plateau"
+            if c == "plateau" or ((kind := parse_column(c)) is not None and kind[0] in shown)
         ]
         if main:
             lines.append(self.table[main].to_string(index=False, float_format="%.4g"))
@@ -505,11 +486,14 @@ def write_results(root: Path, spec: SweepSpec) -> pd.DataFrame:
     return table
 
 
+_PER_LENGTH = "per length"
 _METRIC_ORDER = (
-    "final_loss", "loss@", "error@", "plateau", "outcome@", "uncovered@", "chain_bound@",
-    "eps*@", "floor@", "long_error@", "task_gap@", "short_error@", "model_gap@",
-    "simulatable@", "certified", "simulatable", "weights_sha256", *TIMING_COLUMNS, "error",
+    "final_loss", *((_PER_LENGTH, kind) for kind in EVAL_KINDS), "plateau",
+    *((_PER_LENGTH, kind) for kind in CHECK_KINDS), "certified", "simulatable",
+    "weights_sha256", *TIMING_COLUMNS, "error",
 )  # fmt: skip
+"""The measurements in table order; ``(_PER_LENGTH, kind)`` stands for the ``kind@T``
+columns."""
 _CONFIG_ORDER = (
     "point",
     "status",
@@ -524,13 +508,16 @@ _CONFIG_ORDER = (
 
 def _column_rank(column: str) -> tuple[int, int, str]:
     """Configuration columns first, then the measurements, each family by test length."""
-    stem, at, length = column.partition("@")
-    key = stem + at if at else column
-    if key.startswith("task.") and key not in _CONFIG_ORDER:
+    per_length = parse_column(column)
+    key: str | tuple[str, str] = column
+    length = 0
+    if per_length is not None:
+        key, length = (_PER_LENGTH, per_length[0]), per_length[1]
+    elif column.startswith("task.") and column not in _CONFIG_ORDER:
         key = "task."
     order = _CONFIG_ORDER + _METRIC_ORDER
     rank = order.index(key) if key in order else len(order)
-    return rank, int(length) if length.isdigit() else 0, column
+    return rank, length, column
 
 
 def load_sweep(path: str | Path) -> pd.DataFrame:

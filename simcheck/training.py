@@ -32,7 +32,8 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from simcheck.errors import RunDirError, SimcheckError, TrainingDiverged
+from simcheck.errors import RunDirError, SimcheckError, TrainingDiverged, TrainingInterrupted
+from simcheck.io import atomic_write, library_versions, write_json, write_text
 from simcheck.models import ModelSpec, check_input_length, model_from_spec
 from simcheck.plotting import plot_loss_curve
 from simcheck.runs import (
@@ -44,16 +45,11 @@ from simcheck.runs import (
     STATUS_FILE,
     WEIGHTS_FILE,
     Run,
-    atomic_write,
-    library_versions,
     load_run,
     read_json,
     save_weights,
-    task_record,
-    write_json,
-    write_text,
 )
-from simcheck.tasks import Task, get_task
+from simcheck.tasks import Task, get_task, task_record
 
 
 @dataclass(frozen=True)
@@ -107,10 +103,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class TrainingInterrupted(SimcheckError):
-    """Training stopped on Ctrl-C after writing a checkpoint; resume continues it."""
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:

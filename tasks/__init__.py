@@ -4,12 +4,13 @@
 (and decorate with `register_task` to reach it from the CLI) to add your own.
 """
 
+from simcheck.errors import TokenError
+
 from .base import (
     NO_CLASS,
     Batch,
     OutputKind,
     Task,
-    TokenError,
     bernoulli_tokens,
     beta_frequencies,
     mixed_binary_tokens,
@@ -17,7 +18,14 @@ from .base import (
 from .binary import EMPTY_CLASS_TARGET, ModPTask, SimpleTask
 from .classes import FirstToken, Majority, Parity, ResidueMajority
 from .kgram import InContextKGram
-from .registry import get_task, register_task, task_class, task_names, task_parameters
+from .registry import (
+    get_task,
+    register_task,
+    task_class,
+    task_names,
+    task_parameters,
+    task_record,
+)
 
 __all__ = [
     "EMPTY_CLASS_TARGET",
@@ -41,4 +49,5 @@ __all__ = [
     "task_class",
     "task_names",
     "task_parameters",
+    "task_record",
 ]

@@ -26,16 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from simcheck.errors import SimcheckError, TaskSpecError
+from simcheck.errors import SimcheckError, TaskSpecError, TokenError
 
 OutputKind = Literal["scalar", "distribution", "classes"]
 NO_CLASS = -1
 """The oracle's answer for a classification input that has no class (a tie, an empty
 count): such rows are left out of losses, accuracies and the check, and counted."""
-
-
-class TokenError(SimcheckError):
-    """Token ids that the task's vocabulary does not contain, or a malformed token array."""
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,14 @@ def get_task(spec: str | Task) -> Task:
             )
         kwargs[key] = _coerce(name, key, params[key][0], value)
     return cls(**kwargs)
+
+
+def task_record(task: Task) -> dict[str, Any]:
+    """How a task is written into a spec: its name, parameters and defining class."""
+    cls = type(task)
+    return {
+        "name": task.name,
+        "spec": task.spec(),
+        "params": task.params(),
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+    }

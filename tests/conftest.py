@@ -60,3 +60,25 @@ def state_dicts_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 def weights_equal():
     """``weights_equal(a, b)``: the two models' parameters are bit-identical."""
     return state_dicts_equal
+
+
+def available_devices() -> list[str]:
+    """The torch devices of this machine: ``"cpu"`` always, then ``"cuda"`` and ``"mps"``
+    where present (CI has only the CPU)."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+DEVICES = available_devices()
+"""`available_devices`, once per session: a test module can parametrise over it directly."""
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Each available torch device in turn (see `available_devices`)."""
+    return request.param

@@ -24,7 +24,6 @@ from simcheck.bounds import (
     attention_logit_table,
     bounds,
     complexity_proxy,
-    empirical_n_star,
     hardmax_threshold,
     logit_gap,
     positional_margin,
@@ -35,6 +34,7 @@ from simcheck.bounds import (
 )
 from simcheck.hardness import adversarial_tokens, first_hard_length, hardness_curve, top_gap
 from simcheck.probes import AttentionLogits
+from simcheck.sweep_table import empirical_n_star
 
 MODP = "modp:p=3,k=0,alpha=1.0"
 TOKEN = 3

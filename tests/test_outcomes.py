@@ -268,7 +268,8 @@ def _evidence(stats, attention, attention_at_n, **changes):
         "floor_gap": np.zeros(1), "probes": tuple(stats), "coverage": {},
         "attention": attention, "attention_at_n": attention_at_n,
         "short": ShortBehaviour(clopper_pearson(0, 100, 0.05), 0.0, 1.0, 1.0),
-        "margin": None, "learned_positions": False, "mode": "softmax", "diverge_at": 0.5,
+        "margin": None, "learned_positions": False, "trained_positions": 16, "prefix": 0,
+        "mode": "softmax", "diverge_at": 0.5,
     }  # fmt: skip
     return Evidence(**{**fields, **changes})
 
@@ -289,6 +290,20 @@ def test_a_diverging_attention_mass_probe_counts_as_evidence_of_dilution():
     assert diagnosis.first_divergence == {"probe": mass.name, "head": 0, "median": 2.0}
     calm = [ProbeStat(mass, head=0, median=0.1, mean=0.1, max=0.2)]
     assert diagnose(_evidence(calm, diluted, at_n)).causes == []
+
+
+def test_mechanisms_are_named_only_where_some_input_is_uncovered():
+    """An undecided length with every input covered has nothing for a mechanism to explain,
+    even with a learned-position model whose embedding-level state differs."""
+    from simcheck.diagnosis import EMBEDDING_STATE, ProbeStat, diagnose
+
+    stats = [ProbeStat(EMBEDDING_STATE, None, 0.9, 0.9, 1.5)]
+    failing = _evidence(stats, {}, {}, learned_positions=True, outcome="undecided")
+    assert [c.kind for c in diagnose(failing).causes] == ["positions_beyond_training"]
+    covered = _evidence(
+        stats, {}, {}, learned_positions=True, outcome="undecided", uncovered=np.array([False])
+    )
+    assert diagnose(covered).causes == []
 
 
 def test_no_recognised_cause_points_at_the_largest_discrepancy():

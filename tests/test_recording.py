@@ -13,6 +13,7 @@ from handmade import blank_modp_head
 import simcheck
 import simcheck.attention
 import simcheck.recording
+from simcheck.errors import TokenError
 from simcheck.models import SimcheckTransformer
 from simcheck.probes import (
     AttentionEntropy,
@@ -26,7 +27,6 @@ from simcheck.probes import (
     TopWeight,
     default_probes,
 )
-from simcheck.tasks import TokenError
 
 LENGTH = 16
 POSITIONS = [-1, 0, 5, 6, 7, 11]

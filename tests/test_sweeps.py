@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from simcheck.cli import main
-from simcheck.errors import SimcheckError
-from simcheck.sweep_spec import Point, SweepSpecError, load_spec, parse_spec
+from simcheck.errors import SimcheckError, SweepSpecError
+from simcheck.sweep_spec import Point, load_spec, parse_spec
 from simcheck.sweeps import (
     POINTS_DIR,
     RESULTS_CSV,

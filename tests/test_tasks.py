@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import simcheck
+from simcheck.errors import TokenError
 from simcheck.tasks import (
     EMPTY_CLASS_TARGET,
     InContextKGram,
     ModPTask,
     SimpleTask,
     Task,
-    TokenError,
     bernoulli_tokens,
     beta_frequencies,
     get_task,

@@ -18,8 +18,9 @@ import torch
 
 import simcheck
 from simcheck import training
+from simcheck.errors import TrainingInterrupted
 from simcheck.tasks import ModPTask, Task
-from simcheck.training import TrainingInterrupted, resume_training
+from simcheck.training import resume_training
 
 TASK = "modp:p=3"
 # 40 steps, checkpoints at 10, 20, 30, a metrics line every 5 steps
@@ -485,7 +486,7 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     left private as the temporary file was created."""
     import os
 
-    from simcheck.runs import write_text
+    from simcheck.io import write_text
 
     umask = os.umask(0o022)
     try:

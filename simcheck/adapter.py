@@ -1,0 +1,349 @@
+"""How simcheck reads a model it did not build, and the one resolver of "a path, a run or a model".
+
+simcheck's own models carry a `ModelSpec` (``model.simcheck_spec``) that says everything: which
+outputs answer the task, the positional encoding, its period Delta and local window tau. A
+`HookedTransformer` a user built and trained elsewhere says less, so a `ModelAdapter` fills in:
+
+- ``outputs``: which output logits answer the task, in the task's order: one id for a scalar
+  task (the logit at that id is the value), one id per class or outcome for class and
+  distribution tasks. Default: the whole output, which must then have the task's width
+  (simcheck's own heads do; TransformerLens's default unembedding over the vocabulary does not).
+- ``prefix``: tokens the model always sees first (a BOS token, a task marker). They are put in
+  front of every input the model is run on (task inputs, witnesses, evaluation inputs), so
+  they stay at position 0.. in every witness; lengths (N, T) count the task's tokens only.
+- ``period`` (Delta) and ``window`` (tau): the model's own positional structure, which witnesses
+  keep (positions mod Delta, the last tau + 1 tokens).
+- ``positions``: the kind of position encoding (``learned`` absolute, ``shortformer``,
+  ``rotary``, ``alibi``, ``periodic``, ``none``); the diagnosis blames unseen learned absolute
+  positions only on ``learned`` and ``shortformer``.
+- ``trained_positions``: how many leading absolute positions training showed the model
+  (default N + len(prefix); the whole table for simcheck runs trained with random offsets).
+
+`ModelAdapter.resolved` fills every field: from ``simcheck_spec`` for simcheck's models, from
+``model.cfg`` where TransformerLens says it (``positional_embedding_type``, ``n_ctx``), and from
+what the user gave otherwise (a user's value always wins). `resolve` turns the subject of
+`check`, `evaluate`, `record` or `bounds` (a run directory, a `Run` or a model) into a
+`Subject`: the model (moved to ``device`` when one is given), its task, N and its adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformer_lens import HookedTransformer
+
+from simcheck.errors import LengthError, SimcheckError
+from simcheck.model_structure import model_period, model_window
+from simcheck.models import last_outputs
+from simcheck.runs import Run, load_run
+from simcheck.tasks import Task, get_task
+
+POSITION_KINDS: tuple[str, ...] = ("learned", "shortformer", "rotary", "alibi", "periodic", "none")
+"""Position encodings an adapter can declare."""
+LEARNED_ABSOLUTE: tuple[str, ...] = ("learned", "shortformer")
+"""Encodings that read absolute positions from a learned table: rows past training are untrained."""
+_FROM_TRANSFORMER_LENS = {
+    "standard": "learned",
+    "shortformer": "shortformer",
+    "rotary": "rotary",
+    "alibi": "alibi",
+}
+
+
+def _ids(value: Any, what: str) -> tuple[int, ...]:
+    """A tuple of non-negative ints from an int or a sequence of ints."""
+    values = (value,) if isinstance(value, int | np.integer) else tuple(value)
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+        raise SimcheckError(f"{what} must be token ids (integers), got {value!r}")
+    if any(v < 0 for v in values):
+        raise SimcheckError(f"{what} must be token ids >= 0, got {list(values)}")
+    return tuple(int(v) for v in values)
+
+
+@dataclass(frozen=True)
+class ModelAdapter:
+    """How simcheck reads a model (see the module docstring). Fields left as None are taken
+    from the model when `resolved`.
+
+    Attributes:
+        outputs: output ids that answer the task, in the task's order; None: the whole output.
+        prefix: tokens put in front of every input (e.g. ``(bos_id,)``).
+        period: Delta of the model's positions (None: 1, or the simcheck model's).
+        window: tau, the model's local window (None: 0, or the simcheck model's).
+        positions: one of `POSITION_KINDS` (None: from the model).
+        trained_positions: leading absolute positions seen in training (None: N + prefix).
+    """
+
+    outputs: tuple[int, ...] | None = None
+    prefix: tuple[int, ...] = ()
+    period: int | None = None
+    window: int | None = None
+    positions: str | None = None
+    trained_positions: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.outputs is not None:
+            object.__setattr__(self, "outputs", _ids(self.outputs, "outputs"))
+            if not self.outputs:
+                raise SimcheckError("outputs is empty: give the output ids that answer the task")
+        object.__setattr__(self, "prefix", _ids(self.prefix, "prefix"))
+        for name, low in (("period", 1), ("window", 0), ("trained_positions", 1)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | np.integer) or value < low):
+                raise SimcheckError(f"adapter {name} must be an integer >= {low}, got {value!r}")
+        if self.positions is not None and self.positions not in POSITION_KINDS:
+            raise SimcheckError(
+                f"unknown positions '{self.positions}'; choose one of {', '.join(POSITION_KINDS)}"
+            )
+
+    @property
+    def learned_absolute(self) -> bool:
+        """Whether the model reads absolute positions from a learned table."""
+        return self.positions in LEARNED_ABSOLUTE
+
+    def resolved(self, model: Any, train_len: int | None = None) -> ModelAdapter:
+        """Every field filled, the user's values first, then the model's own."""
+        spec = getattr(model, "simcheck_spec", None)
+        cfg_kind = getattr(getattr(model, "cfg", None), "positional_embedding_type", None)
+        positions = self.positions or (
+            spec.pos if spec is not None else _FROM_TRANSFORMER_LENS.get(cfg_kind, "learned")
+        )
+        trained = self.trained_positions
+        if trained is None and train_len is not None:
+            trained = train_len + len(self.prefix)
+        return dataclasses.replace(
+            self,
+            period=model_period(model) if self.period is None else self.period,
+            window=model_window(model) if self.window is None else self.window,
+            positions=positions,
+            trained_positions=trained,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["outputs"] = None if self.outputs is None else list(self.outputs)
+        data["prefix"] = list(self.prefix)
+        return data
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A model with what simcheck needs to read it: task, N, adapter (resolved) and source.
+
+    Attributes:
+        model: the `HookedTransformer` (on its device).
+        task: the task it answers (None where the caller needs none, e.g. `record`).
+        train_len: N, the longest training length in task tokens (None where not needed).
+        adapter: the resolved `ModelAdapter`.
+        source: where the model came from (a run directory, or "model").
+        run: the `Run`, when the subject was one.
+    """
+
+    model: Any
+    task: Task | None
+    train_len: int | None
+    adapter: ModelAdapter
+    source: str
+    run: Run | None = None
+
+    @property
+    def device(self) -> torch.device:
+        weight = next(self.model.parameters(), None)
+        return weight.device if weight is not None else torch.device("cpu")
+
+    @property
+    def max_length(self) -> int:
+        """The longest task input the model takes: its context less the prefix."""
+        return int(self.model.cfg.n_ctx) - len(self.adapter.prefix)
+
+    def check_length(self, length: int) -> None:
+        """Refuse a task length the model cannot take, with advice that fits the model."""
+        if length <= self.max_length:
+            return
+        prefix = len(self.adapter.prefix)
+        with_prefix = f" with its {prefix}-token prefix" if prefix else ""
+        if hasattr(self.model, "simcheck_spec"):
+            advice = (
+                "train with --n-ctx larger, or a positional encoding without a table "
+                "(periodic, none, rotary, alibi)"
+            )
+        else:
+            advice = "this model was built with that context; test only lengths it can take"
+        raise LengthError(
+            f"input length {length} exceeds the {self.max_length} positions this model can "
+            f"take{with_prefix} (model.cfg.n_ctx={self.model.cfg.n_ctx}); use lengths <= "
+            f"{self.max_length}; {advice}"
+        )
+
+    def model_input(self, tokens: Any) -> torch.Tensor:
+        """Task tokens [batch, length] as the model sees them: the prefix in front."""
+        tokens = torch.as_tensor(tokens, dtype=torch.long)
+        if not self.adapter.prefix:
+            return tokens
+        prefix = torch.tensor(self.adapter.prefix, dtype=torch.long, device=tokens.device)
+        return torch.cat([prefix.expand(tokens.shape[0], -1), tokens], dim=1)
+
+    def task_output(self, raw: torch.Tensor) -> torch.Tensor:
+        """The task's output from the model's raw output [..., d_vocab_out]: the adapter's
+        output ids, in the task's order (all of them by default)."""
+        if self.adapter.outputs is None:
+            return raw
+        index = torch.as_tensor(self.adapter.outputs, device=raw.device)
+        return raw.index_select(-1, index)
+
+    @torch.no_grad()
+    def last_outputs(self, tokens: Any, batch_size: int | None = None) -> torch.Tensor:
+        """The task's output at the last position of each input, [batch, output_size], on the
+        CPU, computed in chunks small enough for long inputs."""
+        raw = last_outputs(self.model, self.model_input(tokens).to(self.device), batch_size)
+        return self.task_output(raw).cpu()
+
+    def describe(self) -> dict[str, Any]:
+        """For reports: the source and the resolved adapter."""
+        return {"source": self.source, "adapter": self.adapter.to_dict()}
+
+
+def _as_task(task: Task | str | None) -> Task | None:
+    return get_task(task) if isinstance(task, str) else task
+
+
+def _is_path(subject: Any) -> bool:
+    return isinstance(subject, str | bytes) or hasattr(subject, "__fspath__")
+
+
+def resolve(
+    subject: Any,
+    task: Task | str | None = None,
+    train_len: int | None = None,
+    adapter: ModelAdapter | None = None,
+    device: str | torch.device | None = None,
+    *,
+    needs: tuple[str, ...] = ("task", "train_len"),
+) -> Subject:
+    """The `Subject` of a run directory, a `Run` or a model.
+
+    ``task`` and ``train_len`` override a run's; a bare model needs those named in ``needs``.
+    ``device`` moves the model there (in place, as ``model.to`` does). The adapter is checked
+    against the model and task: output ids and prefix tokens inside the model's
+    vocabularies, and an output as wide as the task's.
+    """
+    task = _as_task(task)
+    run = None
+    if _is_path(subject):
+        subject = load_run(os.fsdecode(subject), task=task)
+    if isinstance(subject, Run):
+        run = subject
+        model, source = run.model, str(run.path)
+        task = run.task if task is None else task
+        train_len = run.train_len if train_len is None else train_len
+        if adapter is None or adapter.trained_positions is None:
+            adapter = dataclasses.replace(
+                adapter or ModelAdapter(), trained_positions=_run_trained_positions(run, adapter)
+            )
+    else:
+        model, source = subject, "model"
+        if not hasattr(model, "cfg") or not isinstance(model, torch.nn.Module):
+            raise SimcheckError(
+                f"expected a run directory, a Run or a HookedTransformer, got "
+                f"{type(subject).__name__}"
+            )
+        missing = [
+            name for name, value in (("task", task), ("train_len", train_len))
+            if name in needs and value is None
+        ]  # fmt: skip
+        if missing:
+            raise SimcheckError(
+                "a bare model needs task= and train_len= (the task it was trained on and its "
+                f"training length N; missing: {', '.join(missing)}); or pass a run directory"
+            )
+    if train_len is not None and (not isinstance(train_len, int | np.integer) or train_len < 1):
+        raise SimcheckError(f"train_len must be >= 1 (an integer), got {train_len!r}")
+    if device is not None:
+        model = _moved(model, device)
+    resolved = (adapter or ModelAdapter()).resolved(model, train_len)
+    found = Subject(model, task, train_len, resolved, source, run)
+    _check_fit(found)
+    return found
+
+
+def model_of(subject: Any) -> Any:
+    """The model of a run directory or a `Run`; any other subject is returned as it is (a
+    model, including one simcheck cannot resolve fully, such as a 4.x ``TransformerBridge``)."""
+    if _is_path(subject):
+        subject = load_run(os.fsdecode(subject))
+    return subject.model if isinstance(subject, Run) else subject
+
+
+def _run_trained_positions(run: Run, adapter: ModelAdapter | None) -> int:
+    """Leading positions a simcheck run's training showed its model: the whole table when it
+    trained with random position offsets, else N plus any prefix."""
+    training = run.spec.get("training", {})
+    if training.get("pos_offsets"):
+        return int(run.model.cfg.n_ctx)
+    return run.train_len + len(adapter.prefix if adapter else ())
+
+
+def _moved(model: Any, device: str | torch.device) -> Any:
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SimcheckError(f"unknown device {device!r}; use cpu, cuda, cuda:1 or mps") from None
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(device.type, False):
+        present = [name for name, ok in available.items() if ok]
+        raise SimcheckError(
+            f"device '{device}' is not available here; devices present: {', '.join(present)}"
+        )
+    if isinstance(model, HookedTransformer):  # its ``to`` prints unless told not to
+        return model.to(device, print_details=False)
+    return model.to(device)
+
+
+def _check_fit(subject: Subject) -> None:
+    """One-line errors for an adapter or task that does not fit the model."""
+    cfg, adapter, task = subject.model.cfg, subject.adapter, subject.task
+    vocab, out = int(cfg.d_vocab), int(cfg.d_vocab_out)
+    bad_prefix = [t for t in adapter.prefix if t >= vocab]
+    if bad_prefix:
+        raise SimcheckError(
+            f"prefix tokens {bad_prefix} are outside the model's vocabulary 0..{vocab - 1}"
+        )
+    if adapter.outputs is not None and max(adapter.outputs) >= out:
+        raise SimcheckError(
+            f"output ids {[o for o in adapter.outputs if o >= out]} are outside the model's "
+            f"output 0..{out - 1} (d_vocab_out)"
+        )
+    if task is None:
+        return
+    if task.vocab_size > vocab:
+        raise SimcheckError(
+            f"task '{task.spec()}' does not fit the model: it uses tokens "
+            f"0..{task.vocab_size - 1} but the model's vocabulary is 0..{vocab - 1}; pass the "
+            "task the model was trained on"
+        )
+    width = out if adapter.outputs is None else len(adapter.outputs)
+    if width != task.output_size:
+        answer = {
+            "scalar": "the output id whose logit is the value (outputs=ID)",
+            "classes": f"the {task.output_size} output ids of the classes, in class order",
+            "distribution": f"the {task.output_size} output ids of the outcomes, in order",
+        }[task.output]
+        raise SimcheckError(
+            f"task '{task.spec()}' does not fit the model: it reads {task.output_size} "
+            f"output(s) but the model gives {width}; say which logits answer the task: "
+            f"ModelAdapter(outputs=...) or --outputs, with {answer}"
+        )
+    if subject.train_len is not None and subject.train_len > subject.max_length:
+        raise SimcheckError(
+            f"train_len={subject.train_len} exceeds what the model takes ({subject.max_length} "
+            f"task tokens with n_ctx={cfg.n_ctx}); pass the model's real training length"
+        )
