@@ -52,7 +52,7 @@ def main() -> None:
     task = SoftMajority()
     print("oracle on [1, 1, 0]:", task.target([1, 1, 0]).item())
     run = simcheck.train(task, args.out, train_len=32, steps=args.steps, overwrite=True)
-    result = simcheck.evaluate(run, "8,16,...,512", samples=256)
+    result = simcheck.evaluate(run, "8..512*2", samples=256)
     print(result.format_table())
     # An unregistered task is handed back explicitly when the run is loaded again:
     again = simcheck.load_run(args.out, task=task)

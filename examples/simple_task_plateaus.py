@@ -24,7 +24,7 @@ from simcheck.plotting import length_curves_figure, save_figure
 TASK = "simple:omega=3"
 TRAIN_LENS = (4, 8, 32)
 SEEDS = (0, 1, 2)
-LENGTHS = "4,8,...,1024"
+LENGTHS = "4..1024*2"
 
 
 def main() -> None:

@@ -38,19 +38,22 @@ from simcheck.errors import (
     TrainingDiverged,
     TrainingInterrupted,
 )
+from simcheck.progress import quiet_tqdm_auto
+
+quiet_tqdm_auto()  # before TransformerLens imports tqdm.auto: see `simcheck.progress`
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ModelAdapter": "simcheck.adapter",
-    "FinitePrecision": "simcheck.attention",
+    "ModelAdapter": "simcheck.model_adapter",
+    "FinitePrecision": "simcheck.precision",
     "CheckConfig": "simcheck.check_config",
     "check": "simcheck.checker",
     "EvalResult": "simcheck.evaluation",
     "evaluate": "simcheck.evaluation",
-    "parse_lengths": "simcheck.evaluation",
-    "POSITIONAL_ENCODINGS": "simcheck.models",
-    "ModelSpec": "simcheck.models",
+    "parse_lengths": "simcheck.lengths",
+    "POSITIONAL_ENCODINGS": "simcheck.model_spec",
+    "ModelSpec": "simcheck.model_spec",
     "build_model": "simcheck.models",
     "Recording": "simcheck.recording",
     "record": "simcheck.recording",
@@ -63,7 +66,7 @@ _LAZY = {
     "Task": "simcheck.tasks",
     "get_task": "simcheck.tasks",
     "register_task": "simcheck.tasks",
-    "TrainConfig": "simcheck.training",
+    "TrainConfig": "simcheck.train_config",
     "train": "simcheck.training",
 }
 

@@ -19,9 +19,11 @@ outputs answer the task, the positional encoding, its period Delta and local win
 - ``trained_positions``: how many leading absolute positions training showed the model
   (default N + len(prefix); the whole table for simcheck runs trained with random offsets).
 
-`ModelAdapter.resolved` fills every field: from ``simcheck_spec`` for simcheck's models, from
-``model.cfg`` where TransformerLens says it (``positional_embedding_type``, ``n_ctx``), and from
-what the user gave otherwise (a user's value always wins). `resolve` turns the subject of
+`ModelAdapter` is defined in `simcheck.model_adapter`, which imports no torch, so that the
+command line can read its fields. `ModelAdapter.resolved` fills every field: from
+``simcheck_spec`` for simcheck's models, from ``model.cfg`` where TransformerLens says it
+(``positional_embedding_type``, ``n_ctx``), and from what the user gave otherwise (a user's
+value always wins). `resolve` turns the subject of
 `check`, `evaluate`, `record` or `bounds` (a run directory, a `Run` or a model) into a
 `Subject`: the model (moved to ``device`` when one is given), its task, N and its adapter.
 """
@@ -38,97 +40,10 @@ import torch
 from transformer_lens import HookedTransformer
 
 from simcheck.errors import LengthError, SimcheckError
-from simcheck.model_structure import model_period, model_window
+from simcheck.model_adapter import ModelAdapter
 from simcheck.models import last_outputs
 from simcheck.runs import Run, load_run
 from simcheck.tasks import Task, get_task
-
-POSITION_KINDS: tuple[str, ...] = ("learned", "shortformer", "rotary", "alibi", "periodic", "none")
-"""Position encodings an adapter can declare."""
-LEARNED_ABSOLUTE: tuple[str, ...] = ("learned", "shortformer")
-"""Encodings that read absolute positions from a learned table: rows past training are untrained."""
-_FROM_TRANSFORMER_LENS = {
-    "standard": "learned",
-    "shortformer": "shortformer",
-    "rotary": "rotary",
-    "alibi": "alibi",
-}
-
-
-def _ids(value: Any, what: str) -> tuple[int, ...]:
-    """A tuple of non-negative ints from an int or a sequence of ints."""
-    values = (value,) if isinstance(value, int | np.integer) else tuple(value)
-    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
-        raise SimcheckError(f"{what} must be token ids (integers), got {value!r}")
-    if any(v < 0 for v in values):
-        raise SimcheckError(f"{what} must be token ids >= 0, got {list(values)}")
-    return tuple(int(v) for v in values)
-
-
-@dataclass(frozen=True)
-class ModelAdapter:
-    """How simcheck reads a model (see the module docstring). Fields left as None are taken
-    from the model when `resolved`.
-
-    Attributes:
-        outputs: output ids that answer the task, in the task's order; None: the whole output.
-        prefix: tokens put in front of every input (e.g. ``(bos_id,)``).
-        period: Delta of the model's positions (None: 1, or the simcheck model's).
-        window: tau, the model's local window (None: 0, or the simcheck model's).
-        positions: one of `POSITION_KINDS` (None: from the model).
-        trained_positions: leading absolute positions seen in training (None: N + prefix).
-    """
-
-    outputs: tuple[int, ...] | None = None
-    prefix: tuple[int, ...] = ()
-    period: int | None = None
-    window: int | None = None
-    positions: str | None = None
-    trained_positions: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.outputs is not None:
-            object.__setattr__(self, "outputs", _ids(self.outputs, "outputs"))
-            if not self.outputs:
-                raise SimcheckError("outputs is empty: give the output ids that answer the task")
-        object.__setattr__(self, "prefix", _ids(self.prefix, "prefix"))
-        for name, low in (("period", 1), ("window", 0), ("trained_positions", 1)):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int | np.integer) or value < low):
-                raise SimcheckError(f"adapter {name} must be an integer >= {low}, got {value!r}")
-        if self.positions is not None and self.positions not in POSITION_KINDS:
-            raise SimcheckError(
-                f"unknown positions '{self.positions}'; choose one of {', '.join(POSITION_KINDS)}"
-            )
-
-    @property
-    def learned_absolute(self) -> bool:
-        """Whether the model reads absolute positions from a learned table."""
-        return self.positions in LEARNED_ABSOLUTE
-
-    def resolved(self, model: Any, train_len: int | None = None) -> ModelAdapter:
-        """Every field filled, the user's values first, then the model's own."""
-        spec = getattr(model, "simcheck_spec", None)
-        cfg_kind = getattr(getattr(model, "cfg", None), "positional_embedding_type", None)
-        positions = self.positions or (
-            spec.pos if spec is not None else _FROM_TRANSFORMER_LENS.get(cfg_kind, "learned")
-        )
-        trained = self.trained_positions
-        if trained is None and train_len is not None:
-            trained = train_len + len(self.prefix)
-        return dataclasses.replace(
-            self,
-            period=model_period(model) if self.period is None else self.period,
-            window=model_window(model) if self.window is None else self.window,
-            positions=positions,
-            trained_positions=trained,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["outputs"] = None if self.outputs is None else list(self.outputs)
-        data["prefix"] = list(self.prefix)
-        return data
 
 
 @dataclass(frozen=True)

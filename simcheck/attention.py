@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import einops
@@ -38,6 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from simcheck.errors import SimcheckError
+from simcheck.precision import AttentionMode, FinitePrecision
+from simcheck.precision import attention_name as attention_name
+from simcheck.precision import parse_attention as parse_attention
 
 try:
     from transformer_lens import HookedTransformer
@@ -47,43 +49,6 @@ except ImportError:  # TransformerLens 4.x: no HookedTransformer, only the hooks
 
 SCORE_BUDGET = 1 << 24
 """Elements of one block of attention scores (batch x heads x rows x keys): 64 MiB."""
-
-
-@dataclass(frozen=True)
-class FinitePrecision:
-    """The paper's finite-precision attention with ``bits`` bits (see the module docstring)."""
-
-    bits: int = 8
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 64:
-            raise SimcheckError(f"precision bits must be in 1..64, got {self.bits}")
-
-    @property
-    def name(self) -> str:
-        return f"hardmax:{self.bits}"
-
-
-AttentionMode = str | FinitePrecision
-
-
-def parse_attention(mode: AttentionMode | None) -> AttentionMode:
-    """``"softmax"``, ``"hardmax"`` (8 bits), ``"hardmax:P"`` or a `FinitePrecision`."""
-    if mode is None or mode == "softmax":
-        return "softmax"
-    if isinstance(mode, FinitePrecision):
-        return mode
-    if isinstance(mode, str) and mode.split(":")[0] == "hardmax":
-        _, colon, bits = mode.partition(":")
-        if colon and not bits.isdigit():
-            raise SimcheckError(f"attention mode '{mode}': write hardmax:P with P a bit count")
-        return FinitePrecision(int(bits)) if bits else FinitePrecision()
-    raise SimcheckError(f"unknown attention mode {mode!r}; use 'softmax', 'hardmax' or 'hardmax:P'")
-
-
-def attention_name(mode: AttentionMode) -> str:
-    """The mode as a string, for records and file names."""
-    return mode.name if isinstance(mode, FinitePrecision) else mode
 
 
 def attention_weights(

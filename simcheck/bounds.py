@@ -609,6 +609,8 @@ def bounds(
     Thm 5.2 for two (with layer 0's gamma and L as well). ``n_star`` is a measured N* (see
     `simcheck.sweep_table.empirical_n_star`) shown beside the theoretical N. A model simcheck
     did not build needs periodic or no positions, declared by ``adapter`` (`ModelAdapter`)."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
+        raise SimcheckError(f"bits (the precision p) must be an integer >= 1, got {bits!r}")
     subject = resolve(run_or_model, adapter=adapter, needs=())
     model = subject.model
     n_layers = model.cfg.n_layers

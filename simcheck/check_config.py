@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from simcheck.attention import parse_attention
 from simcheck.errors import SimcheckError
+from simcheck.precision import parse_attention
 from simcheck.witnesses import WITNESS_METHODS
 
 ClassMetric = Literal["decision", "tv"]
@@ -125,6 +125,8 @@ class CheckConfig:
             raise SimcheckError(f"test lengths must be positive, got {list(self.test_lengths)}")
         if self.worst_case < 0:
             raise SimcheckError(f"worst_case is a number of rounds >= 0, got {self.worst_case}")
+        if self.seed < 0:
+            raise SimcheckError(f"seed must be >= 0, got {self.seed}")
         for name in ("blocks_candidates", "search_proposals"):
             if getattr(self, name) < 1:
                 raise SimcheckError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from simcheck.adapter import ModelAdapter, Subject, resolve
 from simcheck.attention import parse_attention
@@ -56,9 +55,10 @@ from simcheck.diagnosis import (
 )
 from simcheck.errors import SimcheckError
 from simcheck.gaps import ChainTerms
-from simcheck.io import library_versions, weights_hash
+from simcheck.io import library_versions, torch_threads, weights_hash
 from simcheck.outcomes import UNDECIDED, decide
-from simcheck.probes import Output, Probe, Residual, default_probes
+from simcheck.probes import AttentionMass, Output, Probe, Residual, default_probes
+from simcheck.progress import progress_bar
 from simcheck.recording import record
 from simcheck.report import CheckReport, LengthResult, WorstCase
 from simcheck.simstats import coverage, discrepancy, head_vectors, simulation_error, spread
@@ -429,6 +429,20 @@ class _Checker:
             trace.append(float(error.mean()))
         return tokens, trace
 
+    def attention_by_type(self, sequence: np.ndarray) -> np.ndarray:
+        """The last query's attention mass per key type (token * Delta + position mod Delta,
+        over the model's positions, prefix included), [layers, heads, types], for one input:
+        what the report shows of a long input beside its witness."""
+        period = self.structure.period
+        probes = [
+            AttentionMass(layer, "type", period=period) for layer in range(self.model.cfg.n_layers)
+        ]
+        tokens = torch.as_tensor(np.array(sequence, dtype=np.int64)[None])
+        recording = record(
+            self.model, self.subject.model_input(tokens), probes, attention=self.mode
+        )
+        return np.stack([recording[p.name][0, 0].float().cpu().numpy() for p in probes])
+
     # ------------------------------------------------------------------ reference
     def reference(self, rng: np.random.Generator) -> Reference:
         """Record inputs of lengths <= N: spreads, short errors, short states for coverage,
@@ -515,7 +529,7 @@ def check(
     alpha = look_alpha(config.confidence, len(schedule))
     short = _short_behaviour(checker, reference, alpha)
     results = []
-    for length in tqdm(lengths, desc="check", disable=not progress):
+    for length in progress_bar(lengths, desc="check", disable=not progress):
         results.append(_check_length(checker, reference, short, length, schedule, alpha))
     report_config = {
         "source": resolved.source,
@@ -538,6 +552,7 @@ def check(
         },
         "probes": [p.name for p in chosen],
         "versions": library_versions(),
+        "torch_threads": torch_threads(),
     }
     return CheckReport(report_config, results)
 
@@ -653,6 +668,8 @@ def summarise(
             short_error=float(at_chain[i, 1]),
             model_gap=float(at_chain[i, 2]),
             long_error=float(long_error[i]),
+            attention_x=checker.attention_by_type(sim.tokens[i]),
+            attention_z=checker.attention_by_type(chosen[i].tokens),
         )
         for i in np.argsort(-chain, kind="stable")[:3]
     ]

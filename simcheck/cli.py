@@ -1,8 +1,17 @@
 """The ``simcheck`` command line: ``tasks``, ``train``, ``eval``, ``check``, ``sweep``,
 ``bounds``, ``show`` and ``demo``.
 
-Every subcommand is a thin layer over the Python API of the same name. Errors in the input
-print one line, ``simcheck: error: ...``, that says how to fix them, and exit with status 2.
+Every subcommand is a thin layer over the Python API of the same name. Errors in the input,
+argument errors included, print one line, ``simcheck: error: ...``, that says how to fix
+them, and exit with status 2.
+
+The flags of the model, training, check and adapter settings are made from the fields of
+`ModelSpec`, `TrainConfig`, `CheckConfig` and `ModelAdapter` (one help table per class, keyed
+by field name), so a field cannot lack its flag. This module imports only modules without
+torch or TransformerLens; each command imports what it needs, so ``--help``, ``tasks`` and
+argument errors answer at once. ``-q``/``--quiet`` and ``-v``/``--verbose`` work before or
+after the command; ``--json`` (``show``, ``eval``, ``check``, ``bounds``) prints one JSON
+document on stdout and sends notes to stderr.
 """
 
 from __future__ import annotations
@@ -10,41 +19,251 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from simcheck import __version__
+from simcheck.check_config import CLASS_METRICS, CheckConfig
 from simcheck.errors import SimcheckError, SweepInterrupted, TrainingInterrupted
-from simcheck.evaluation import evaluate, parse_lengths
-from simcheck.io import weights_hash
-from simcheck.models import INIT_MODES, POSITIONAL_ENCODINGS
-from simcheck.plotting import length_curves_figure, save_figure
-from simcheck.report import CERTIFICATE_FILE, CERTIFICATE_VERSION
-from simcheck.runs import (
-    EVAL_CSV,
-    EVAL_JSON,
-    EVAL_PNG,
-    LOSS_CURVE_FILE,
-    METRICS_FILE,
-    load_run,
-    read_json,
+from simcheck.fields import field_kinds
+from simcheck.lengths import parse_lengths
+from simcheck.model_adapter import POSITION_KINDS, ModelAdapter
+from simcheck.model_spec import (
+    ACT_FNS,
+    INIT_MODES,
+    LOCAL_SCALES,
+    NORMALIZATIONS,
+    POSITIONAL_ENCODINGS,
+    ModelSpec,
 )
-from simcheck.tasks import task_class, task_names, task_parameters
-from simcheck.training import resume_training, train
+from simcheck.paths import check_output_dir, check_output_file
+from simcheck.train_config import TrainConfig
+
+DEFAULT_EVAL_LENGTHS = "8..1024*2"
+"""``simcheck eval``'s test lengths: 8, 16, ..., 1024."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other simcheck error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"simcheck: error: {message} (see `{self.prog} --help`)\n")
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """How one field of a settings class appears on the command line.
+
+    Attributes:
+        flag: the option string.
+        help: what the field sets.
+        default: the default as the help states it, where the field's own default is not the
+            one that applies (a task's, a run's); None shows the field's default.
+        choices: the values allowed, for a field of names.
+        type: the parser of the value, for a field that is not a plain int, float or string.
+        metavar: the value's name in the usage line.
+    """
+
+    flag: str
+    help: str
+    default: str | None = None
+    choices: tuple[str, ...] | None = None
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+
+
+def _shown(default: Any) -> str | None:
+    """A field's default as the help shows it; None where it says nothing."""
+    if default is None or default is dataclasses.MISSING or isinstance(default, bool):
+        return None
+    if isinstance(default, tuple):
+        return "default " + (",".join(map(str, default)) or "none")
+    return f"default {default}"
+
+
+def _add_fields(
+    group: argparse._ArgumentGroup,
+    cls: type,
+    flags: dict[str, _Flag],
+    derived: tuple[str, ...] = (),
+) -> None:
+    """One flag per field of the settings class ``cls`` (but those in ``derived``, which are
+    set from elsewhere), as ``flags`` names it; the value type comes from the field's
+    annotation, the default in the help from the field. A flag left out is None in the
+    parsed arguments, so the class's own default applies (see `_field_values`)."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in derived:
+            continue
+        spec = flags[field.name]
+        kind = next(k for k in field_kinds(hints[field.name]) if k is not type(None))
+        shown = f"default: {spec.default}" if spec.default else _shown(field.default)
+        text = spec.help if shown is None else f"{spec.help} ({shown})"
+        if kind is bool:
+            group.add_argument(
+                spec.flag, dest=field.name, action="store_true", default=None, help=text
+            )
+            continue
+        metavar = spec.metavar or spec.flag.lstrip("-").replace("-", "_").upper()
+        group.add_argument(
+            spec.flag,
+            dest=field.name,
+            type=spec.type or kind,
+            choices=spec.choices,
+            metavar=None if spec.choices else metavar,
+            help=text,
+        )
+
+
+def _field_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` that flags set (the others keep the class's defaults)."""
+    return {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(cls)
+        if getattr(args, field.name, None) is not None
+    }
+
+
+def _lengths_arg(text: str) -> list[int]:
+    try:
+        return parse_lengths(text)
+    except SimcheckError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _id_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give token ids separated by commas, e.g. 3,4"
+        ) from None
+
+
+LENGTHS_HELP = "a list 8,16,32, a doubling 8..1024*2 or a step 10..100+10"
+"""How the help describes a list of lengths (see `simcheck.lengths`)."""
+
+MODEL_FLAGS = {
+    "pos": _Flag("--pos", "positional encoding", "the task's", POSITIONAL_ENCODINGS),
+    "n_layers": _Flag("--layers", "layers", "the task's"),
+    "n_heads": _Flag("--heads", "attention heads per layer"),
+    "d_model": _Flag("--d-model", "residual width"),
+    "d_head": _Flag("--d-head", "head width", "d_model / heads"),
+    "d_mlp": _Flag("--d-mlp", "MLP width, 0 = attention only"),
+    "n_ctx": _Flag("--n-ctx", "positions of a learned table: the longest input"),
+    "period": _Flag("--period", "Delta of --pos periodic", "the task's"),
+    "locality": _Flag("--locality", "tau of the periodic local attention bias", "the task's"),
+    "local_scale": _Flag(
+        "--local-scale", "scale the local bias by log(i+1), or not", choices=LOCAL_SCALES
+    ),
+    "normalization": _Flag(
+        "--norm", "pre-normalisation: LayerNorm, RMSNorm or none", choices=NORMALIZATIONS
+    ),
+    "act_fn": _Flag("--act-fn", "MLP activation", choices=ACT_FNS),
+    "init": _Flag("--init", "weight initialisation", choices=INIT_MODES),
+    "seed": _Flag("--seed", "initialisation seed"),
+}
+"""The flag of every `ModelSpec` field but those of `FROM_TASK`."""
+FROM_TASK = ("d_vocab", "d_vocab_out")
+"""`ModelSpec` fields the task sets: they have no flag."""
+
+TRAIN_FLAGS = {
+    "train_len": _Flag("--train-len", "longest training length N"),
+    "min_len": _Flag("--min-len", "shortest training length", "the task's shortest"),
+    "steps": _Flag("--steps", "optimizer steps"),
+    "batch_size": _Flag("--batch-size", "sequences per step"),
+    "lr": _Flag("--lr", "peak learning rate"),
+    "weight_decay": _Flag("--weight-decay", "AdamW weight decay"),
+    "warmup": _Flag("--warmup", "warmup, as a fraction of the steps"),
+    "min_lr_ratio": _Flag("--min-lr-ratio", "end of the cosine decay, as a fraction of --lr"),
+    "grad_clip": _Flag("--grad-clip", "largest gradient norm, 0 = no clipping"),
+    "data_seed": _Flag("--data-seed", "seed of the data stream"),
+    "pos_offsets": _Flag("--pos-offsets", "random position offsets for learned positions"),
+    "log_every": _Flag("--log-every", "steps between metric lines"),
+    "checkpoint_every": _Flag("--checkpoint-every", "steps between checkpoints"),
+}
+"""The flag of every `TrainConfig` field."""
+
+CHECK_FLAGS = {
+    "test_lengths": _Flag(
+        "--test-len", f"test lengths T: {LENGTHS_HELP}", "8 x N", type=_lengths_arg
+    ),
+    "eps": _Flag("--eps", "error to certify"),
+    "delta": _Flag("--delta", "fraction of long inputs allowed above eps"),
+    "confidence": _Flag("--confidence", "confidence level of each verdict"),
+    "samples": _Flag("--samples", "long inputs per length at the first look"),
+    "max_samples": _Flag("--max-samples", "most long inputs per length while undecided"),
+    "witnesses": _Flag("--witnesses", "witness methods, comma-separated", type=_comma_list),
+    "seed": _Flag("--seed", "seed of inputs and witnesses"),
+    "worst_case": _Flag("--worst-case", "rounds of hill climbing towards inputs with large errors"),
+    "attention": _Flag("--attention", "softmax, or hardmax[:bits] for finite precision"),
+    "reference_samples": _Flag("--reference-samples", "inputs of lengths <= N"),
+    "blocks_candidates": _Flag("--blocks-candidates", "block-subsampling witnesses per input"),
+    "search_rounds": _Flag("--search-rounds", "rounds of the witness search"),
+    "search_proposals": _Flag("--search-proposals", "edits the witness search tries per round"),
+    "diverge_at": _Flag("--diverge-at", "median discrepancy (x spread) at which a state diverges"),
+    "class_metric": _Flag(
+        "--class-metric", "class tasks: compare decisions or total variation", choices=CLASS_METRICS
+    ),
+}
+"""The flag of every `CheckConfig` field."""
+
+ADAPTER_FLAGS = {
+    "outputs": _Flag(
+        "--outputs", "output ids that answer the task, in the task's order", "all",
+        type=_id_list, metavar="IDS",
+    ),
+    "prefix": _Flag(
+        "--prefix", "tokens put before every input, e.g. a BOS id", type=_id_list, metavar="IDS"
+    ),
+    "period": _Flag("--period", "Delta of the model's positions", "1, or the run's"),
+    "window": _Flag("--window", "tau, the model's local window", "0, or the run's"),
+    "positions": _Flag(
+        "--positions", "the model's position encoding", "read from the model", POSITION_KINDS
+    ),
+    "trained_positions": _Flag(
+        "--trained-positions",
+        "leading positions training showed the model",
+        "N + prefix length",
+    ),
+}  # fmt: skip
+"""The flag of every `ModelAdapter` field."""
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars on a terminal; with --verbose also in logs and pipes; never with
+    --quiet."""
+    return not args.quiet and (args.verbose or sys.stderr.isatty())
+
+
+def _note(text: str) -> None:
+    """A remark beside the results, on stderr: stdout keeps the results (and --json's
+    document)."""
+    print(f"note: {text}", file=sys.stderr)
+
+
+def _print_json(data: Any) -> None:
+    """One JSON document on stdout, written as simcheck writes its JSON files."""
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def _first_line(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0] if doc else ""
 
 
-def _show_progress(args: argparse.Namespace) -> bool:
-    """Progress bars on a terminal, unless --quiet; none in logs and pipes."""
-    return not args.quiet and sys.stderr.isatty()
-
-
 def cmd_tasks(args: argparse.Namespace) -> int:
     """List the registered tasks with their parameters and defaults."""
+    from simcheck.tasks import task_class, task_names, task_parameters
+
     for name in task_names():
         cls = task_class(name)
         params = ", ".join(
@@ -61,53 +280,47 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-_MODEL_ARGS = {
-    "pos": "pos",
-    "layers": "n_layers",
-    "heads": "n_heads",
-    "d_model": "d_model",
-    "d_head": "d_head",
-    "d_mlp": "d_mlp",
-    "n_ctx": "n_ctx",
-    "period": "period",
-    "locality": "locality",
-    "local_scale": "local_scale",
-    "norm": "normalization",
-    "init": "init",
-    "seed": "seed",
-}
-_TRAIN_ARGS = (
-    "train_len",
-    "min_len",
-    "steps",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "warmup",
-    "grad_clip",
-    "data_seed",
-    "log_every",
-    "checkpoint_every",
-)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a model, or resume a run with --resume."""
+    """Train a model, or resume a run with --resume (which takes no settings: the run's are
+    recorded). The model and training settings are checked before torch is imported, so a
+    bad value is refused at once."""
     progress = _show_progress(args)
     if args.resume:
-        run = resume_training(args.resume, progress=progress)
+        settings = [(ModelSpec, MODEL_FLAGS), (TrainConfig, TRAIN_FLAGS)]
+        ignored = [flags[name].flag for cls, flags in settings for name in _field_values(args, cls)]
+        ignored += [flag for flag in ("--task", "--out", "--overwrite") if getattr(args, flag[2:])]
+        if ignored:
+            raise SimcheckError(
+                f"--resume continues {args.resume} with its recorded settings: drop "
+                f"{', '.join(ignored)} (or train anew with --out and --overwrite)"
+            )
+        from simcheck.training import resume_training
+
+        run = resume_training(args.resume, progress=progress, tensorboard=args.tensorboard)
     else:
         if not args.task:
             raise SimcheckError("simcheck train needs --task SPEC (or --resume RUN_DIR)")
-        options = {field: getattr(args, arg) for arg, field in _MODEL_ARGS.items()}
-        options.update({name: getattr(args, name) for name in _TRAIN_ARGS})
-        options = {k: v for k, v in options.items() if v is not None}
-        if args.pos_offsets:
-            options["pos_offsets"] = True
-        run = train(args.task, args.out, overwrite=args.overwrite, progress=progress, **options)
+        from simcheck.tasks import get_task
+
+        task = get_task(args.task)
+        spec = ModelSpec.for_task(task, **_field_values(args, ModelSpec))
+        config = TrainConfig(**_field_values(args, TrainConfig))
+        from simcheck.training import train
+
+        run = train(
+            task,
+            args.out,
+            model=spec,
+            config=config,
+            overwrite=args.overwrite,
+            progress=progress,
+            tensorboard=args.tensorboard,
+        )
+    from simcheck.runs import LOSS_CURVE_FILE
+
     print(f"trained: {run}")
     print(f"loss curve: {run.path / LOSS_CURVE_FILE}")
-    print(f"evaluate with: simcheck eval {run.path} --lengths 8,16,...,1024")
+    print(f"evaluate with: simcheck eval {run.path} --lengths {DEFAULT_EVAL_LENGTHS}")
     return 0
 
 
@@ -120,22 +333,15 @@ def _user_model(args: argparse.Namespace) -> tuple[Any, str] | None:
     return load_user_model(args.model, args.weights, args.config)
 
 
-def _adapter(args: argparse.Namespace) -> Any:
-    """The `ModelAdapter` the adapter flags describe (unset flags leave fields to the model)."""
-    from simcheck.adapter import ModelAdapter
-
-    values = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(ModelAdapter)
-        if getattr(args, f.name, None) is not None
-    }
-    return ModelAdapter(**values)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate one or more runs (or a user's model) across test lengths; with several,
-    compare their plateaus."""
-    lengths = parse_lengths(args.lengths)
+    compare their plateaus. With --json, print every result as one JSON document."""
+    if args.figure is not None:
+        check_output_file(args.figure, "figure")
+    adapter = ModelAdapter(**_field_values(args, ModelAdapter))
+    from simcheck.evaluation import evaluate
+    from simcheck.runs import EVAL_CSV, EVAL_JSON, EVAL_PNG, load_run
+
     user = _user_model(args)
     if user is not None and args.runs:
         raise SimcheckError("give run directories or --model/--weights, not both")
@@ -144,22 +350,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "nothing to evaluate: give run directories, or a model with --model "
             "MODULE:FUNCTION or --weights FILE --config FILE (with --task and --train-len)"
         )
-    adapter = _adapter(args)
     subjects: list[tuple[Any, str]] = [user[::-1]] if user else []
     for path in args.runs:
         run = load_run(path)  # refuse a bad directory before any work
         if not run.finished:
             state = run.status.get("state", "unknown")
-            print(
-                f"note: {run.path} is {state} at step {run.status.get('step', '?')}: "
-                "evaluating its last checkpoint"
+            _note(
+                f"{run.path} is {state} at step {run.status.get('step', '?')}: "
+                "evaluating its last checkpoint",
             )
         subjects.append((str(run.path), run))
     results = {}
     for name, subject in subjects:
         result = evaluate(
             subject,
-            lengths,
+            args.lengths,
             samples=args.samples,
             seed=args.seed,
             batch_size=args.batch_size,
@@ -171,78 +376,83 @@ def cmd_eval(args: argparse.Namespace) -> int:
             out=args.out,
         )
         results[name] = result
+        if args.json:
+            continue
         print(f"{name}: {result.meta['task']}  pos={result.meta['pos']}  N={result.train_len}")
         print(result.format_table())
         written = args.out or (None if user else Path(name))
         if written is not None:
             print(f"wrote {Path(written) / EVAL_CSV}, {EVAL_JSON} and {EVAL_PNG}")
         print()
-    if len(results) > 1:
+    if len(results) > 1 and not args.json:
         print(f"{'run':<40} {'pos':<9} {'N':>5} {'plateau':>10}")
         for path, result in results.items():
             plateau = "-" if result.plateau is None else f"{result.plateau:.3e}"
             print(f"{path:<40} {result.meta['pos']:<9} {result.train_len:>5} {plateau:>10}")
     if args.figure:
+        from simcheck.plotting import length_curves_figure, save_figure
+
         curves = [result.curve(path) for path, result in results.items()]
         save_figure(length_curves_figure(curves, ylabel="test loss (mean ± 2 sem)"), args.figure)
-        print(f"figure: {args.figure}")
+        if not args.json:
+            print(f"figure: {args.figure}")
+    if args.json:
+        _print_json(
+            {
+                "results": {name: result.to_dict() for name, result in results.items()},
+                "figure": None if args.figure is None else str(args.figure),
+            }
+        )
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check a run (or a user's model) at the test lengths: certify it or diagnose it; write
-    the certificate and the report."""
+    the certificate and the report. With --json, print the certificate and its folder."""
+    config = _check_config(args)
+    adapter = ModelAdapter(**_field_values(args, ModelAdapter))
+    if args.out is not None:
+        check_output_dir(args.out, "check directory")
     from simcheck.checker import check
+    from simcheck.report import CHECK_DIR, check_name, ensure_replaceable
+    from simcheck.runs import load_run
 
     user = _user_model(args)
     if user is not None and args.run:
         raise SimcheckError("give a run directory or --model/--weights, not both")
-    config = _check_config(args)
-    suffix = "" if config.attention == "softmax" else "-" + config.attention.replace(":", "")
     if user is not None:
-        subject, default_out = user[0], Path(f"check-{user[1]}{suffix}")
+        subject, default_out = user[0], Path(f"check-{user[1]}") / check_name(config)
     elif args.run:
         subject = load_run(args.run)
-        default_out = subject.path / f"check{suffix}"
+        default_out = subject.path / CHECK_DIR / check_name(config, args.train_len)
     else:
         raise SimcheckError(
             "nothing to check: give a run directory, or a model with --model MODULE:FUNCTION "
             "or --weights FILE --config FILE (with --task and --train-len)"
         )
+    out = Path(args.out or default_out)
+    ensure_replaceable(out, args.overwrite)  # before the work, not after it
     report = check(
         subject,
         task=args.task,
         train_len=args.train_len,
         config=config,
-        adapter=_adapter(args),
+        adapter=adapter,
         device=args.device,
         progress=_show_progress(args),
     )
-    out = report.save(args.out or default_out)
-    print(report.summary())
-    print(f"wrote {out}/: certificate.json, summary.txt, report.html and figures")
+    report.save(out, overwrite=args.overwrite)
+    if args.json:
+        _print_json({"out": str(out), "certificate": report.certificate()})
+    else:
+        print(report.summary())
+        print(f"wrote {out}/: certificate.json, summary.txt, report.html and figures")
     return 0 if report.certified or not args.strict else 1
-
-
-_ADAPTER_HELP = {
-    "outputs": ("--outputs", "output ids that answer the task, in the task's order (default all)"),
-    "prefix": ("--prefix", "tokens put before every input, e.g. a BOS id (default none)"),
-    "period": ("--period", "Delta of the model's positions (default 1, or the run's)"),
-    "window": ("--window", "tau, the model's local window (default 0, or the run's)"),
-    "positions": ("--positions", "the model's position encoding (default: read from the model)"),
-    "trained_positions": (
-        "--trained-positions",
-        "leading positions training showed the model (default N + prefix length)",
-    ),
-}
-"""The command-line flag and help of every `ModelAdapter` field."""
 
 
 def _add_model_options(parser: argparse.ArgumentParser, eval_command: bool) -> None:
     """Options for a model simcheck did not build: where it comes from, its task and N, and
     one flag per `ModelAdapter` field; and the device."""
-    from simcheck.adapter import POSITION_KINDS, ModelAdapter
-
     group = parser.add_argument_group(
         "your own model (a HookedTransformer simcheck did not build; see README 'Your own model')"
     )
@@ -254,89 +464,20 @@ def _add_model_options(parser: argparse.ArgumentParser, eval_command: bool) -> N
     group.add_argument("--task", help="the task the model answers (default: the run's)")
     if eval_command:
         group.add_argument("--train-len", type=int, help="training length N (default: the run's)")
-    for field in dataclasses.fields(ModelAdapter):
-        flag, text = _ADAPTER_HELP[field.name]
-        if field.name in ("outputs", "prefix"):
-            group.add_argument(flag, dest=field.name, type=_id_list, metavar="IDS", help=text)
-        elif field.name == "positions":
-            group.add_argument(flag, dest=field.name, choices=POSITION_KINDS, help=text)
-        else:
-            group.add_argument(flag, dest=field.name, type=int, help=text)
+    _add_fields(group, ModelAdapter, ADAPTER_FLAGS)
     group.add_argument("--device", help="run the model on cpu, cuda, cuda:N or mps")
 
 
-def _id_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give token ids separated by commas, e.g. 3,4"
-        ) from None
-
-
-_CHECK_HELP = {
-    "test_lengths": ("--test-len", "test lengths T, e.g. 256,1024 (default 8 x N)"),
-    "eps": ("--eps", "error to certify"),
-    "delta": ("--delta", "fraction of long inputs allowed above eps"),
-    "confidence": ("--confidence", "confidence level of each verdict"),
-    "samples": ("--samples", "long inputs per length at the first look"),
-    "max_samples": ("--max-samples", "most long inputs per length while undecided"),
-    "witnesses": ("--witnesses", "witness methods, comma-separated"),
-    "seed": ("--seed", "seed of inputs and witnesses"),
-    "worst_case": ("--worst-case", "rounds of hill climbing towards inputs with large errors"),
-    "attention": ("--attention", "softmax, or hardmax[:bits] for finite precision"),
-    "reference_samples": ("--reference-samples", "inputs of lengths <= N"),
-    "blocks_candidates": ("--blocks-candidates", "block-subsampling witnesses per input"),
-    "search_rounds": ("--search-rounds", "rounds of the witness search"),
-    "search_proposals": ("--search-proposals", "edits the witness search tries per round"),
-    "diverge_at": ("--diverge-at", "median discrepancy (x spread) at which a state diverges"),
-    "class_metric": ("--class-metric", "class tasks: compare decisions or total variation"),
-}
-"""The command-line flag and help of every `CheckConfig` field."""
-
-
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per `CheckConfig` field, its default read from the field."""
-    from simcheck.check_config import CLASS_METRICS, CheckConfig
-
-    defaults = CheckConfig()
+    """One flag per `CheckConfig` field, its default read from the field; and --bits."""
     group = parser.add_argument_group("check settings")
-    for name in CheckConfig.field_names():
-        flag, text = _CHECK_HELP[name]
-        default = getattr(defaults, name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_text = text if name == "test_lengths" else f"{text} (default {shown})"
-        if name == "test_lengths":
-            group.add_argument(flag, dest=name, type=_lengths_arg, help=help_text)
-        elif name == "witnesses":
-            group.add_argument(flag, dest=name, type=_comma_list, help=help_text)
-        elif name == "class_metric":
-            group.add_argument(flag, dest=name, choices=CLASS_METRICS, help=help_text)
-        else:
-            group.add_argument(flag, dest=name, type=type(default), help=help_text)
+    _add_fields(group, CheckConfig, CHECK_FLAGS)
     group.add_argument("--bits", type=int, help="precision p: --attention hardmax:<bits>")
 
 
-def _lengths_arg(text: str) -> list[int]:
-    try:
-        return parse_lengths(text)
-    except SimcheckError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _check_config(args: argparse.Namespace) -> Any:
+def _check_config(args: argparse.Namespace) -> CheckConfig:
     """The `CheckConfig` the check flags describe (unset flags keep the defaults)."""
-    from simcheck.check_config import CheckConfig
-
-    values = {
-        name: getattr(args, name)
-        for name in CheckConfig.field_names()
-        if getattr(args, name, None) is not None
-    }
+    values = _field_values(args, CheckConfig)
     if args.bits is not None:
         if values.get("attention", "hardmax") != "hardmax":
             raise SimcheckError(
@@ -359,6 +500,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             done = point_finished(out, point, spec)
             print(f"{'done   ' if done else 'pending'} {point.name}  {point.task}  {point.options}")
         print(f"{len(spec.points)} points in {out}")
+        if spec.imports:
+            _note(
+                f"reading this spec imported {', '.join(spec.imports)}, which ran their code "
+                "(as will every worker): run only specs you trust"
+            )
         return 0
     result = sweep(
         spec,
@@ -376,6 +522,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_bounds(args: argparse.Namespace) -> int:
     """Print the theory's quantities for a run beside the sweep's empirical N*."""
     from simcheck.bounds import bounds
+    from simcheck.runs import load_run
     from simcheck.sweep_table import empirical_n_star
     from simcheck.sweeps import load_sweep
 
@@ -394,9 +541,12 @@ def cmd_bounds(args: argparse.Namespace) -> int:
             length=args.length,
         )
     result = bounds(run, eps=args.eps, bits=args.bits, tie_tol=args.tie_tol, n_star=n_star)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
     if sweep_dir is not None:
-        print(f"empirical N* read from the sweep in {sweep_dir}")
+        _note(f"empirical N* read from the sweep in {sweep_dir}")
     return 0
 
 
@@ -411,12 +561,44 @@ def _enclosing_sweep(run_dir: Path) -> Path | None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """Print what a run directory holds: task, model, training, state, last loss, plateau."""
+    """Print what a run directory holds: task, model, training, state, last loss, plateau,
+    saved checks; with --json as one JSON document."""
+    from simcheck.runs import EVAL_JSON, load_run, read_json_object, read_metrics
+
     run = load_run(args.run)
-    spec = run.model.simcheck_spec
-    training = run.spec["training"]
-    print(f"run       {run.path}")
-    print(f"task      {run.task.spec()}")
+    metrics = read_metrics(run.path)
+    eval_file = run.path / EVAL_JSON
+    evaluation = read_json_object(eval_file) if eval_file.is_file() else {}
+    from simcheck.report import CERTIFICATE_FILE, saved_checks
+
+    summary = {
+        "run": str(run.path),
+        "task": run.task.spec(),
+        "model": run.model.simcheck_spec.to_dict(),
+        "training": run.spec["training"],
+        "state": run.status.get("state", "unknown"),
+        "step": run.status.get("step"),
+        "last_metrics": metrics[-1] if metrics else None,
+        "plateau": evaluation.get("plateau"),
+        "plateau_lengths": evaluation.get("plateau_lengths"),
+        "checks": [
+            _certificate_summary(folder / CERTIFICATE_FILE, run)
+            for folder in saved_checks(run.path)
+        ],
+        "versions": run.spec.get("versions", {}),
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_show(summary, run)
+    return 0
+
+
+def _print_show(summary: dict[str, Any], run: Any) -> None:
+    """`cmd_show`'s summary as text, one line per item."""
+    spec, training = run.model.simcheck_spec, summary["training"]
+    print(f"run       {summary['run']}")
+    print(f"task      {summary['task']}")
     print(
         f"model     pos={spec.pos} layers={spec.n_layers} heads={spec.n_heads} "
         f"d_model={spec.d_model} d_mlp={spec.d_mlp} max_length={spec.max_length} seed={spec.seed}"
@@ -425,50 +607,54 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"training  N={training['train_len']} steps={training['steps']} "
         f"batch={training['batch_size']} lr={training['lr']} data_seed={training['data_seed']}"
     )
-    print(f"state     {run.status.get('state', 'unknown')} at step {run.status.get('step', '?')}")
-    metrics = run.path / METRICS_FILE
-    lines = metrics.read_text().splitlines() if metrics.is_file() else []
-    if lines:
-        last = json.loads(lines[-1])
+    step = "?" if summary["step"] is None else summary["step"]
+    print(f"state     {summary['state']} at step {step}")
+    last = summary["last_metrics"]
+    if last is not None:
         print(f"loss      {last['loss']:.3e} (mean of the steps up to {last['step']})")
-    if (run.path / EVAL_JSON).is_file():
-        evaluation = read_json(run.path / EVAL_JSON)
-        if evaluation.get("plateau") is not None:
-            print(
-                f"plateau   {evaluation['plateau']:.3e} at lengths {evaluation['plateau_lengths']}"
-            )
-    for certificate in sorted(run.path.glob(f"check*/{CERTIFICATE_FILE}")):
-        _show_certificate(certificate, run)
-    versions = run.spec.get("versions", {})
+    if summary["plateau"] is not None:
+        print(f"plateau   {summary['plateau']:.3e} at lengths {summary['plateau_lengths']}")
+    for check in summary["checks"]:
+        print(f"check     {check['folder']}: {check['text']}")
+    versions = summary["versions"]
     print(
         f"versions  simcheck {versions.get('simcheck')}, torch {versions.get('torch')}, "
         f"transformer-lens {versions.get('transformer-lens')}"
     )
-    return 0
 
 
-def _show_certificate(path: Path, run: Any) -> None:
-    """One line per saved check: its outcome and chain bound per length, flagged when the
-    weights have changed since (a resumed or retrained run)."""
+def _certificate_summary(path: Path, run: Any) -> dict[str, Any]:
+    """A saved check: its folder in the run, its outcome and chain bound per length, whether
+    the weights have changed since (a resumed or retrained run), and a line of text that
+    says it all (or why the certificate cannot be read)."""
+    from simcheck.io import weights_hash
+    from simcheck.report import CERTIFICATE_VERSION, LISTED_VERSIONS
+    from simcheck.runs import read_json
+
+    folder = path.parent.relative_to(run.path).as_posix()
+    summary: dict[str, Any] = {"folder": folder, "path": str(path)}
     try:
         certificate = read_json(path)
-        if certificate.get("version") != CERTIFICATE_VERSION:
-            print(
-                f"check     {path.parent.name}: certificate version {certificate.get('version')} "
-                f"(this simcheck writes {CERTIFICATE_VERSION}, with outcomes): run "
-                f"`simcheck check {run.path}` again"
-            )
-            return
-        outcomes = ", ".join(
-            f"T={r['T']}: {r['outcome']} (chain bound {r['chain_bound']:.3g})"
+        if certificate.get("version") not in LISTED_VERSIONS:
+            return {
+                **summary,
+                "error": "old certificate version",
+                "text": f"certificate version {certificate.get('version')} (this simcheck "
+                f"writes {CERTIFICATE_VERSION}, with outcomes): run `simcheck check "
+                f"{run.path}` again",
+            }
+        results = [
+            {"T": r["T"], "outcome": r["outcome"], "chain_bound": r["chain_bound"]}
             for r in certificate["results"]
-        )
+        ]
         same = certificate["config"]["model"]["weights_sha256"] == weights_hash(run.model)
     except (SimcheckError, KeyError, TypeError):
-        print(f"check     {path.parent.name}: unreadable certificate {path}")
-        return
+        return {**summary, "error": "unreadable", "text": f"unreadable certificate {path}"}
+    outcomes = ", ".join(
+        f"T={r['T']}: {r['outcome']} (chain bound {r['chain_bound']:.3g})" for r in results
+    )
     stale = "" if same else " [weights changed since]"
-    print(f"check     {path.parent.name}: {outcomes}{stale}")
+    return {**summary, "results": results, "weights_changed": not same, "text": outcomes + stale}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -480,97 +666,91 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
+    """-q/--quiet and -v/--verbose. The main parser's default is False; a command's is
+    SUPPRESS, so that a flag given before the command is not reset after it."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="no progress bars"
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="progress bars also when stderr is not a terminal (logs, pipes)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="simcheck",
         description="Length generalization in transformers: tasks, training, evaluation.",
     )
+    parser.add_argument("--version", action="version", version=f"simcheck {__version__}")
+    _add_verbosity(parser, False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("tasks", help="list the tasks and their parameters").set_defaults(func=cmd_tasks)
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        made = sub.add_parser(name, help=help)
+        _add_verbosity(made, argparse.SUPPRESS)
+        return made
 
-    tr = sub.add_parser("train", help="train a model on a task (or --resume a run)")
+    command("tasks", "list the tasks and their parameters").set_defaults(func=cmd_tasks)
+
+    tr = command("train", "train a model on a task (or --resume a run)")
     tr.add_argument("--task", help="task spec, e.g. modp:p=3,k=0 (see `simcheck tasks`)")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     tr.add_argument("--out", help="run directory (default runs/<task>-<pos>-N<len>-s<seed>)")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    model = tr.add_argument_group("model")
-    model.add_argument(
-        "--pos", choices=POSITIONAL_ENCODINGS, help="positional encoding (default: the task's)"
+    tr.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also log the training metrics to TensorBoard in DIR (needs tensorboard installed)",
     )
-    model.add_argument("--layers", type=int, help="layers (default: the task's)")
-    model.add_argument("--heads", type=int, help="attention heads per layer (default 1)")
-    model.add_argument("--d-model", type=int, help="residual width (default 32)")
-    model.add_argument("--d-head", type=int, help="head width (default d_model/heads)")
-    model.add_argument("--d-mlp", type=int, help="MLP width, 0 = attention only (default 128)")
-    model.add_argument(
-        "--n-ctx", type=int, help="positions of a learned table: the longest input (default 1024)"
-    )
-    model.add_argument("--period", type=int, help="Delta for --pos periodic (default: task's)")
-    model.add_argument(
-        "--locality", type=int, help="tau of the periodic local attention bias (default: task's)"
-    )
-    model.add_argument(
-        "--local-scale",
-        choices=("log", "constant"),
-        help="scale the local bias by log(i+1) or not (default log)",
-    )
-    model.add_argument("--norm", choices=("LN", "none"), help="LayerNorm or none (default LN)")
-    model.add_argument("--init", choices=INIT_MODES, help="weight initialisation (default gpt2)")
-    model.add_argument("--seed", type=int, help="initialisation seed (default 0)")
-    training = tr.add_argument_group("training")
-    training.add_argument("--train-len", type=int, help="longest training length N (default 32)")
-    training.add_argument("--min-len", type=int, help="shortest training length")
-    training.add_argument("--steps", type=int, help="optimizer steps (default 3000)")
-    training.add_argument("--batch-size", type=int, help="sequences per step (default 64)")
-    training.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
-    training.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0)")
-    training.add_argument("--warmup", type=float, help="warmup fraction (default 0.05)")
-    training.add_argument("--grad-clip", type=float, help="max gradient norm (default 1)")
-    training.add_argument("--data-seed", type=int, help="seed of the data stream (default 0)")
-    training.add_argument(
-        "--pos-offsets", action="store_true", help="random position offsets for learned positions"
-    )
-    training.add_argument("--log-every", type=int, help="steps between metric lines")
-    training.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_fields(tr.add_argument_group("model"), ModelSpec, MODEL_FLAGS, derived=FROM_TASK)
+    _add_fields(tr.add_argument_group("training"), TrainConfig, TRAIN_FLAGS)
     tr.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a run across test lengths")
+    ev = command("eval", "evaluate a run across test lengths")
     ev.add_argument("runs", nargs="*", metavar="RUN", help="run directories")
     ev.add_argument(
         "--lengths",
-        default="8,16,...,1024",
-        help="test lengths: '8,16,32' or '8,16,...,2048' (default 8,16,...,1024)",
+        type=_lengths_arg,
+        default=DEFAULT_EVAL_LENGTHS,
+        help=f"test lengths: {LENGTHS_HELP} (default {DEFAULT_EVAL_LENGTHS})",
     )
     ev.add_argument("--samples", type=int, default=512, help="inputs per length (default 512)")
     ev.add_argument("--seed", type=int, default=0, help="evaluation data seed (default 0)")
     ev.add_argument("--batch-size", type=int, help="rows per forward pass (default: automatic)")
-    ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.add_argument("--figure", type=Path, help="also draw every run's curve into this PNG")
     ev.add_argument(
         "--out", type=Path, help="write eval.json/csv/png here (default: the run's directory)"
     )
+    ev.add_argument("--json", action="store_true", help="print the results as JSON")
     _add_model_options(ev, eval_command=True)
     ev.set_defaults(func=cmd_eval)
 
-    ck = sub.add_parser(
-        "check", help="certify or diagnose a run's length generalization at long test lengths"
-    )
+    ck = command("check", "certify or diagnose a run's length generalization at long test lengths")
     ck.add_argument("run", nargs="?", metavar="RUN", help="run directory")
     ck.add_argument("--train-len", type=int, help="training length N (default: the run's)")
     _add_check_options(ck)
     _add_model_options(ck, eval_command=False)
     ck.add_argument(
-        "--out", type=Path, help="output directory (default RUN/check, or check-<model name>)"
+        "--out",
+        type=Path,
+        help="output folder (default RUN/check/<settings>, or check-<model name>/<settings>)",
+    )
+    ck.add_argument(
+        "--overwrite", action="store_true", help="replace a check already saved in that folder"
     )
     ck.add_argument(
         "--strict", action="store_true", help="exit 1 unless every test length is certified"
     )
-    ck.add_argument("--quiet", action="store_true", help="no progress bar")
+    ck.add_argument("--json", action="store_true", help="print the certificate as JSON")
     ck.set_defaults(func=cmd_check)
 
-    sw = sub.add_parser("sweep", help="train, evaluate and check every point of a grid (resumable)")
+    sw = command("sweep", "train, evaluate and check every point of a grid (resumable)")
     sw.add_argument("spec", metavar="SPEC.toml", help="sweep spec (see examples/sweeps/)")
     sw.add_argument("--out", type=Path, help="sweep directory (default runs/sweeps/<name>)")
     sw.add_argument("--backend", choices=("local", "ray"), default="local")
@@ -578,10 +758,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--threads", type=int, default=1, help="torch threads per point (1)")
     sw.add_argument("--address", help="Ray cluster address for --backend ray (default: local)")
     sw.add_argument("--dry-run", action="store_true", help="list the points and stop")
-    sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=cmd_sweep)
 
-    bd = sub.add_parser("bounds", help="the theory's N, gamma and L for a run, beside N*")
+    bd = command("bounds", "the theory's N, gamma and L for a run, beside N*")
     bd.add_argument("run", metavar="RUN", help="run directory")
     bd.add_argument("--sweep", type=Path, help="sweep directory for N* (default: the enclosing)")
     bd.add_argument("--eps", type=float, default=0.1, help="target error (default 0.1)")
@@ -591,20 +770,28 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bd.set_defaults(func=cmd_bounds)
 
-    show = sub.add_parser("show", help="summarise a run directory")
+    show = command("show", "summarise a run directory")
     show.add_argument("run", help="run directory")
+    show.add_argument("--json", action="store_true", help="print the summary as JSON")
     show.set_defaults(func=cmd_show)
 
-    demo = sub.add_parser("demo", help="quick end-to-end demo on the default task (~1 min)")
+    demo = command("demo", "quick end-to-end demo on the default task (~1 min)")
     demo.add_argument("--out", default="runs/demo", help="where runs and figure go")
     demo.add_argument("--steps", type=int, default=3000, help="training steps per model")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (``--help`` and ``--version`` 0,
+    bad input 2, an interruption 130)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or an argument error already printed
+        return int(done.code or 0)
+    if args.quiet and args.verbose:
+        print("simcheck: error: -q and -v contradict each other: give one", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (TrainingInterrupted, SweepInterrupted) as err:
@@ -616,6 +803,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("simcheck: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``simcheck show --json RUN | head``)
+        # point stdout at nothing, so the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

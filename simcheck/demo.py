@@ -15,9 +15,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from simcheck.check_config import CheckConfig
 from simcheck.checker import check
 from simcheck.evaluation import EvalResult, evaluate
 from simcheck.plotting import length_curves_figure, save_figure
+from simcheck.report import CHECK_DIR, check_name
 from simcheck.training import train
 
 DEMO_TASK = "modp:p=3,k=0"
@@ -45,9 +47,10 @@ def run_demo(out: Path, steps: int = 3000, progress: bool = True) -> dict[str, E
         results[pos] = evaluate(run, DEMO_LENGTHS, samples=256, progress=progress)
         print(results[pos].format_table())
         print(f"\n-- simulation check of pos={pos} at T={DEMO_CHECK_LENGTHS[pos]}")
-        report = check(run, test_lengths=[DEMO_CHECK_LENGTHS[pos]], progress=progress)
+        config = CheckConfig(test_lengths=(DEMO_CHECK_LENGTHS[pos],))
+        report = check(run, config=config, progress=progress)
         print(report.summary(), end="")
-        print(f"certificate and report: {report.save(run.path / 'check')}")
+        print(f"certificate and report: {report.save(run.path / CHECK_DIR / check_name(config))}")
     curves = [result.curve(f"pos={pos}") for pos, result in results.items()]
     curves[0]["baseline_label"] = "position-blind baseline (global fraction of 1s)"
     curves[1]["baseline"] = None  # the same inputs, so the same baseline

@@ -1,11 +1,12 @@
 """Evaluation across test lengths: loss and error per length, the plateau, table, files, figure.
 
-`evaluate(run, lengths=[8, 16, ..., 2048])` samples fresh inputs from the run's task at each
-length (seeded per length, so adding a length never changes the others), compares the model's
-output at the last position with the task's oracle, and reports per length the mean loss with
-its spread over samples, the task's error metric, and the task's trivial baseline where it has
-one. The **plateau** is the mean loss over the (up to) three longest tested lengths beyond the
-training length N: the level the paper's long-length curves flatten to.
+`evaluate(run, lengths="8..2048*2")` (or a list; see `simcheck.lengths`) samples fresh inputs
+from the run's task at each length (seeded per length, so adding a length never changes the
+others), compares the model's output at the last position with the task's oracle, and reports
+per length the mean loss with its spread over samples, the task's error metric, and the task's
+trivial baseline where it has one. The **plateau** is the mean loss over the (up to) three
+longest tested lengths beyond the training length N: the level the paper's long-length curves
+flatten to.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 from simcheck.adapter import ModelAdapter, resolve
 from simcheck.errors import SimcheckError
 from simcheck.io import library_versions, weights_hash, write_json, write_text
+from simcheck.lengths import parse_lengths
+from simcheck.paths import check_output_dir
 from simcheck.plotting import length_curves_figure, save_figure
+from simcheck.progress import progress_bar
 from simcheck.runs import (
     EVAL_CSV,
     EVAL_JSON,
@@ -36,42 +39,10 @@ from simcheck.tasks import Task
 PLATEAU_POINTS = 3
 
 
-def _progression(first: int, second: int, end: int) -> list[int]:
-    """The terms of ``first, second, ..., end``: geometric when ``end`` is a term of the
-    geometric progression (``8,16,...,2048``), otherwise arithmetic up to ``end``
-    (``10,20,...,100``)."""
-    if second % first == 0 and second > first:
-        ratio, terms = second // first, [first]
-        while terms[-1] < end:
-            terms.append(terms[-1] * ratio)
-        if terms[-1] == end:
-            return terms
-    return list(range(first, end + 1, second - first))
-
-
-def parse_lengths(text: str) -> list[int]:
-    """Parse ``"8,16,32"`` or a progression ``"a,b,...,end"``. A progression is geometric when
-    ``end`` is one of its terms (``8,16,...,2048`` doubles) and arithmetic otherwise
-    (``10,20,...,100`` adds 10)."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        if "..." not in parts:
-            values = [int(p) for p in parts]
-        else:
-            if len(parts) != 4 or parts[2] != "...":
-                raise ValueError
-            first, second, end = int(parts[0]), int(parts[1]), int(parts[3])
-            if not 0 < first < second <= end:
-                raise ValueError
-            values = _progression(first, second, end)
-    except ValueError:
-        raise SimcheckError(
-            f"cannot read lengths {text!r}: give integers like '8,16,32' or a progression "
-            "like '8,16,...,2048'"
-        ) from None
-    if not values or min(values) < 1:
-        raise SimcheckError(f"lengths must be positive integers, got {text!r}")
-    return sorted(set(values))
+def _check_count(name: str, value: Any, low: int) -> None:
+    """Refuse ``value`` unless it is an integer (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise SimcheckError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 @dataclass
@@ -126,6 +97,10 @@ class EvalResult:
         return "\n".join(lines)
 
     def __str__(self) -> str:
+        return self.format_table()
+
+    def __repr__(self) -> str:
+        """The table, also where Python shows the repr (a console, a notebook's text view)."""
         return self.format_table()
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,19 +206,23 @@ def evaluate(
     simcheck did not build (`simcheck.adapter.ModelAdapter`), ``device`` where to run it.
     With ``save``, writes ``eval.json``, ``eval.csv`` and ``eval.png`` into ``out`` (default:
     the run directory; a bare model's results are written only when ``out`` is given).
-    Lengths beyond what the model can take are refused before any work is done.
+    Lengths (a list or text, see `parse_lengths`) beyond what the model can take, an ``out``
+    that cannot be written, and ``samples``, ``seed`` or ``batch_size`` that are not integers
+    in range (>= 1, >= 0, >= 1) are refused before any work is done.
     """
+    lengths = parse_lengths(lengths)
+    _check_count("samples", samples, 1)
+    _check_count("seed", seed, 0)
+    if batch_size is not None:
+        _check_count("batch_size", batch_size, 1)
+    if save and out is not None:
+        check_output_dir(out, "evaluation directory")
     resolved = resolve(subject, task, train_len, adapter, device)
     task, train_len = resolved.task, resolved.train_len
     assert task is not None and train_len is not None
-    lengths = parse_lengths(lengths) if isinstance(lengths, str) else sorted(set(lengths))
-    if not lengths or min(lengths) < 1:
-        raise SimcheckError(f"lengths must be positive integers, got {lengths}")
-    if samples < 1:
-        raise SimcheckError(f"samples must be >= 1, got {samples}")
     resolved.check_length(max(lengths))
     rows = []
-    for length in tqdm(lengths, desc="eval", unit="length", disable=not progress):
+    for length in progress_bar(lengths, desc="eval", unit="length", disable=not progress):
         rng = np.random.default_rng([seed, length])
         batch = task.batch(samples, length, rng)
         output = resolved.last_outputs(batch.tokens, batch_size)

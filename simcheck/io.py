@@ -9,7 +9,8 @@ number came from; they know nothing of run or sweep directories (`simcheck.runs`
 - `weights_of`, `weights_hash`: a model's parameters, and a SHA-256 that identifies them
   (the same on any device);
 - `library_versions`, `source_revision`: the versions of simcheck and its libraries, and the
-  git commit of a checkout.
+  git commit of a checkout;
+- `torch_threads`: the thread count, which the numbers also depend on.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
+
+
+def torch_threads() -> int:
+    """The threads torch splits one operation over (`torch.get_num_threads`: ``OMP_NUM_THREADS``
+    or `torch.set_num_threads`). CPU kernels divide their sums among the threads, so the same
+    seeds give the same bytes only at the same count, and records carry it next to the
+    versions. The inter-op pool does not change eager results and is not recorded."""
+    return torch.get_num_threads()
 
 
 def source_revision(directory: Path | None = None) -> str:

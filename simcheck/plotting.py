@@ -1,12 +1,16 @@
 """Figures: the training loss curve and loss against test length.
 
-Uses matplotlib's object API (`matplotlib.figure.Figure`), never pyplot, so saving a figure
-neither needs a display nor changes the backend of a notebook that imports simcheck.
+Uses matplotlib's object API, never pyplot, so saving a figure neither needs a display nor
+changes the backend of a notebook that imports simcheck, and a script's figures are freed with
+their last reference instead of piling up in pyplot's registry. Every figure simcheck makes is
+an `InlineFigure`, which a notebook shows inline as a PNG. The run-directory names are imported
+where they are used, so a check report's figures (`simcheck.report_figures`) load without
+TransformerLens.
 """
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,25 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from simcheck.io import atomic_write
-from simcheck.runs import LOSS_CURVE_FILE, METRICS_FILE
+
+
+class InlineFigure(Figure):
+    """A matplotlib `Figure` that Jupyter displays as a PNG.
+
+    A bare `Figure` has no image representation of its own: outside pyplot (which simcheck
+    avoids, see the module docstring) a notebook shows it as ``<Figure size 650x400 with 1
+    Axes>``. This subclass adds IPython's ``_repr_png_``; saving and drawing are unchanged.
+    """
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self, dpi=100)
+
+
+def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
+    """``fig`` as PNG bytes, trimmed to its content (legends outside the axes included)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def save_figure(fig: Figure, path: Path) -> None:
@@ -24,13 +46,12 @@ def save_figure(fig: Figure, path: Path) -> None:
 
 def plot_loss_curve(run_dir: Path) -> Path | None:
     """Plot ``metrics.jsonl`` of a run into ``loss.png``; returns the path (None if no log)."""
-    metrics = run_dir / METRICS_FILE
-    if not metrics.is_file():
-        return None
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    from simcheck.runs import LOSS_CURVE_FILE, read_metrics
+
+    rows = read_metrics(run_dir)
     if not rows:
         return None
-    fig = Figure(figsize=(6, 3.5))
+    fig = InlineFigure(figsize=(6, 3.5))
     ax = fig.add_subplot()
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
     ax.set_yscale("log")
@@ -45,7 +66,7 @@ def plot_loss_curve(run_dir: Path) -> Path | None:
 
 def length_curves_figure(
     curves: Sequence[dict[str, Any]], ylabel: str = "test loss", title: str = ""
-) -> Figure:
+) -> InlineFigure:
     """Loss against test length, one line per curve, each training length marked (dotted).
 
     Each curve is a dict with ``label``, ``lengths``, ``mean``, ``low``, ``high`` (the shaded
@@ -53,7 +74,7 @@ def length_curves_figure(
     (labelled ``baseline_label`` if given). A notebook shows
     the returned figure inline.
     """
-    fig = Figure(figsize=(6.5, 4))
+    fig = InlineFigure(figsize=(6.5, 4))
     ax = fig.add_subplot()
     for index, curve in enumerate(curves):
         color = f"C{index}"

@@ -17,14 +17,12 @@ a `HookedTransformer` while keeping every TransformerLens hook where it was:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn as nn
 from transformer_lens.components import Attention
 from transformer_lens.config.hooked_transformer_config import HookedTransformerConfig
 
-LocalScale = Literal["log", "constant"]
+from simcheck.model_spec import LocalScale
 
 
 class PeriodicPosEmbed(nn.Module):

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from simcheck.attention import (
     AttentionMode,
@@ -33,6 +32,7 @@ from simcheck.errors import SimcheckError
 from simcheck.inputs import check_input_length, check_token_ids
 from simcheck.probes import Probe, ProbeContext
 from simcheck.probes.base import ATTENTION_HOOKS, KEY_INDEXED_HOOKS
+from simcheck.progress import progress_bar
 
 TOKEN_BUDGET = 1 << 17
 """Tokens per forward pass (batch x length) when no batch size is given."""
@@ -209,7 +209,9 @@ def record(
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     batches = tokens.split(size)
     device = _device(model)
-    for chunk in tqdm(batches, desc=f"record T={length}", disable=not progress or len(batches) < 2):
+    for chunk in progress_bar(
+        batches, desc=f"record T={length}", disable=not progress or len(batches) < 2
+    ):
         chunk = chunk.to(device)
         context = ProbeContext(model, chunk, query.to(device), mode)
         batch = _Batch(probes, context)

@@ -2,42 +2,69 @@
 
 The certificate is versioned JSON with sorted keys and floats rounded to 6 significant
 digits, written without timestamps, so the same model, settings and seed give the same
-bytes.
+bytes. `CheckReport.save` writes it into one folder together with the per-input
+measurements (``per_input.npz``), the summary, the figures and the HTML report, staged in a
+hidden folder and renamed into place, so a killed save never leaves a folder that looks like
+a finished check; `CheckReport.load` reads such a folder back. `check_name` names a check's
+folder by its settings, so checks with other settings sit side by side in ``RUN/check/``.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import hashlib
 import json
 import math
+import os
+import secrets
+import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from simcheck.confidence import Interval
-from simcheck.diagnosis import Diagnosis, ProbeStat
-from simcheck.io import atomic_write, write_text
+from simcheck.diagnosis import TERMS, Cause, Diagnosis, ProbeStat
+from simcheck.errors import SimcheckError
+from simcheck.io import write_text
 from simcheck.outcomes import ADVICE, CERTIFIED, MEANING
 from simcheck.simstats import Coverage, needed_count
 from simcheck.witnesses import Witness
 
+if TYPE_CHECKING:
+    from simcheck.check_config import CheckConfig
+
 CERTIFICATE_FORMAT = "simcheck-certificate"
-CERTIFICATE_VERSION = 2
+CERTIFICATE_VERSION = 3
+"""Version 3 added each worst input's attention by key type (``worst[].attention``)."""
+LISTED_VERSIONS = (2, 3)
+"""Certificate versions whose outcomes `simcheck show` lists (both record per-length
+outcomes; `CheckReport.load` reads only the current one, which comes with per-input data)."""
 CERTIFICATE_FILE = "certificate.json"
 SUMMARY_FILE = "summary.txt"
 HTML_FILE = "report.html"
+PER_INPUT_FILE = "per_input.npz"
 FIGURES = ("decomposition.png", "discrepancy.png", "coverage.png")
+"""The summary figures; each test length adds ``attention-T<length>.png``."""
+CHECK_DIR = "check"
+"""The folder of a run directory that holds its checks, one sub-folder per settings."""
+DEFAULT_CHECK_NAME = "default"
+"""The folder name of a check with every setting at its default."""
 
 
 @dataclass(frozen=True)
 class WorstCase:
-    """A long input with one of the largest chains, and its chain witness."""
+    """A long input with one of the largest chains, and its chain witness.
+
+    Attributes:
+        attention_x, attention_z: the last query's attention mass per key type on x and on
+            z, [layers, heads, types], type = token * Delta + position mod Delta (positions
+            as the model counts them, prefix included): whether the witness draws the
+            model's attention as x does. None when not recorded.
+    """
 
     index: int
     x: np.ndarray
@@ -47,8 +74,13 @@ class WorstCase:
     short_error: float
     model_gap: float
     long_error: float
+    attention_x: np.ndarray | None = None
+    attention_z: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        attention = None
+        if self.attention_x is not None and self.attention_z is not None:
+            attention = {"x": self.attention_x.tolist(), "z": self.attention_z.tolist()}
         return {
             "index": self.index,
             "x": " ".join(str(int(t)) for t in self.x),
@@ -58,7 +90,28 @@ class WorstCase:
             "short_error": self.short_error,
             "model_gap": self.model_gap,
             "long_error": self.long_error,
+            "attention": attention,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorstCase:
+        """The worst case a certificate recorded (its numbers as rounded there)."""
+        witness = data["witness"]
+        attention = data.get("attention") or {}
+        return cls(
+            index=data["index"],
+            x=np.array(data["x"].split(), dtype=np.int64),
+            z=Witness(
+                np.array(witness["tokens"], dtype=np.int64), witness["method"], witness["info"]
+            ),
+            chain=_number(data["chain"]),
+            task_gap=_number(data["task_gap"]),
+            short_error=_number(data["short_error"]),
+            model_gap=_number(data["model_gap"]),
+            long_error=_number(data["long_error"]),
+            attention_x=np.array(attention["x"], dtype=float) if attention else None,
+            attention_z=np.array(attention["z"], dtype=float) if attention else None,
+        )
 
 
 @dataclass
@@ -189,6 +242,125 @@ class LengthResult:
             "worst_case_trace": self.worst_case_trace,
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
         }
+
+    def per_input(self) -> dict[str, np.ndarray]:
+        """What the certificate summarises, unrounded: the per-input arrays, the intervals
+        and the quantiles (``CheckReport.save`` writes them to ``per_input.npz``)."""
+        arrays = {
+            name: getattr(self, name)
+            for name in (*_PER_INPUT, "witness_lengths")
+            if getattr(self, name) is not None
+        }
+        arrays["witness_methods"] = np.array(self.witness_methods, dtype=str)
+        arrays["quantiles"] = np.array([self.chain_bound, self.eps_star, self.task_floor, self.eps])
+        for name in ("chain_interval", "long_interval"):
+            interval = getattr(self, name)
+            arrays[name] = np.array(
+                [interval.failures, interval.samples, interval.low, interval.high, interval.level]
+            )
+        for term, values in self.matched_terms.items():
+            arrays[f"matched|{term}"] = values
+        for state, cover in self.coverage.items():
+            arrays[f"coverage|{state}|long_nn"] = cover.long_nn
+            arrays[f"coverage|{state}|short_nn"] = cover.short_nn
+            arrays[f"coverage|{state}|threshold"] = np.array(cover.threshold)
+        return arrays
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> LengthResult:
+        """The result a certificate entry (``data``) and its `per_input` arrays describe."""
+        intervals = {}
+        for name in ("chain_interval", "long_interval"):
+            failures, samples, low, high, level = arrays[name].tolist()
+            intervals[name] = Interval(int(failures), int(samples), low, high, level)
+        chain_bound, eps_star, task_floor, eps = arrays["quantiles"].tolist()
+        coverage = {
+            state: Coverage(
+                arrays[f"coverage|{state}|long_nn"],
+                arrays[f"coverage|{state}|short_nn"],
+                float(arrays[f"coverage|{state}|threshold"]),
+            )
+            for state in dict.fromkeys(  # in the order the check recorded them
+                key.split("|")[1] for key in arrays if key.startswith("coverage|")
+            )
+        }
+        return cls(
+            length=data["T"],
+            outcome=data["outcome"],
+            looks=data["looks"],
+            chain_bound=chain_bound,
+            eps_star=eps_star,
+            task_floor=task_floor,
+            eps=eps,
+            **intervals,
+            **{name: arrays.get(name) for name in _PER_INPUT},
+            by_method={k: _number(v) for k, v in data["eps_star_by_method"].items()},
+            witness_lengths=arrays["witness_lengths"],
+            witness_methods=arrays["witness_methods"].tolist(),
+            probes=[
+                ProbeStat(
+                    _SavedProbe(p["probe"], _number(p["depth"])),
+                    p["head"],
+                    _number(p["median"]),
+                    _number(p["mean"]),
+                    _number(p["max"]),
+                )
+                for p in data["probes"]
+            ],
+            matched_terms={term: arrays[f"matched|{term}"] for term in TERMS},
+            coverage=coverage,
+            attention={
+                int(layer[1:]): {k: [_number(v) for v in vs] for k, vs in summary.items()}
+                for layer, summary in sorted(
+                    data["attention"].items(), key=lambda item: int(item[0][1:])
+                )
+            },
+            worst=[WorstCase.from_dict(w) for w in data["worst"]],
+            worst_case_trace=[_number(v) for v in data["worst_case_trace"]],
+            diagnosis=_diagnosis(data["diagnosis"]),
+        )
+
+
+_PER_INPUT = (
+    "chain",
+    "joint",
+    "long_error",
+    "task_gap",
+    "short_error",
+    "model_gap",
+    "floor_gap",
+    "signed_terms",
+)
+"""The per-input arrays of a `LengthResult` (``signed_terms`` only for scalar tasks)."""
+
+
+@dataclass(frozen=True)
+class _SavedProbe:
+    """A probe of a loaded check, known by the name and depth its certificate recorded:
+    enough for the tables and figures, which read nothing else of a probe."""
+
+    name: str
+    depth: float
+
+
+def _number(value: Any) -> float:
+    """A certificate's number as a float: non-finite values are stored as strings."""
+    return float(value)
+
+
+def _diagnosis(data: dict[str, Any] | None) -> Diagnosis | None:
+    """The diagnosis a certificate recorded."""
+    if data is None:
+        return None
+    return Diagnosis(
+        outcome=data["outcome"],
+        dominant_term=data["dominant_term"],
+        term_means={term: _number(data["term_means"][term]) for term in TERMS},
+        first_divergence=data["first_divergence"],
+        largest_divergence=data["largest_divergence"],
+        causes=[Cause(c["kind"], c["message"]) for c in data["causes"]],
+        note=data["note"],
+    )
 
 
 def _moments(values: np.ndarray) -> dict[str, float]:
@@ -323,17 +495,21 @@ class CheckReport:
             lines = [self.verdict, "", self.table().to_string(na_rep="-"), ""]
         for r in self.results:
             lines.append(f"T={r.length}: {r.outcome}: {MEANING[r.outcome]}")
-            if r.certified:
-                lines.append(
-                    f"  long error <= {r.chain_bound:.3g} (the chain bound) on all but "
-                    f"{self.config['delta']:g} of inputs; uncovered fraction at most "
-                    f"{r.chain_interval.high:.3f} at {self.config['confidence']:.0%} confidence"
-                )
-            if r.diagnosis:
-                lines += [f"  {line}" for line in r.diagnosis.lines()]
+            lines += [f"  {line}" for line in self.details(r)]
             if not r.certified:
                 lines.append(f"  what to do: {ADVICE[r.outcome]}")
         return "\n".join(lines).rstrip() + "\n"
+
+    def details(self, result: LengthResult) -> list[str]:
+        """What the summary and the HTML report say of one test length below its outcome:
+        the certified bound, or the diagnosis."""
+        if result.certified:
+            return [
+                f"long error <= {result.chain_bound:.3g} (the chain bound) on all but "
+                f"{self.config['delta']:g} of inputs; uncovered fraction at most "
+                f"{result.chain_interval.high:.3f} at {self.config['confidence']:.0%} confidence"
+            ]
+        return result.diagnosis.lines() if result.diagnosis else []
 
     def plot(self) -> Figure:
         """Error decomposition against T, per-probe discrepancy heatmap and coverage."""
@@ -342,61 +518,186 @@ class CheckReport:
         return report_figure(self)
 
     def to_html(self) -> str:
-        """A self-contained HTML report (figures inlined as PNG)."""
+        """A self-contained HTML report (figures inlined as PNG), every inserted value
+        escaped: see `simcheck.report_html`."""
+        from simcheck.plotting import png_bytes
         from simcheck.report_figures import figures
 
-        images = "".join(
-            f'<figure><img alt="{name}" src="data:image/png;base64,{_png_base64(fig)}"></figure>'
-            for name, fig in figures(self).items()
-        )
-        diagnoses = "".join(
-            f"<h3>T = {r.length}</h3><ul>"
-            + "".join(f"<li>{html.escape(line)}</li>" for line in r.diagnosis.lines())
-            + "</ul>"
-            for r in self.results
-            if r.diagnosis
-        )
-        c = self.config
-        return (
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>simcheck report</title>"
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-            "img{max-width:100%}</style></head><body>"
-            f"<h1>simcheck: {html.escape(c['task']['spec'])}</h1>"
-            f"<p><b>{html.escape(self.verdict)}</b></p>"
-            f"<p>source {html.escape(str(c['source']))}, weights sha256 "
-            f"{c['model']['weights_sha256'][:16]}..., attention {c['attention']}, "
-            f"M={c['samples']}, witnesses {', '.join(c['witnesses'])}, seed {c['seed']}</p>"
-            f"{self._repr_html_()}{diagnoses}{images}"
-            "<h2>Probe discrepancy (median, x spread)</h2>"
-            f"{self.probe_table().to_html(float_format=lambda v: f'{v:.3g}')}"
-            "</body></html>\n"
-        )
+        return self._html({name: png_bytes(fig) for name, fig in figures(self).items()})
+
+    def _html(self, images: dict[str, bytes]) -> str:
+        from simcheck.report_html import render_page
+
+        return render_page(self, images)
 
     def _repr_html_(self) -> str:
-        table = self.table().to_html(float_format=lambda v: f"{v:.4g}", na_rep="-")
-        return f"<p>{html.escape(self.verdict)}</p>{table}"
+        from simcheck.report_html import render_table
+
+        return render_table(self)
 
     def __repr__(self) -> str:
         return f"CheckReport({self.verdict})"
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the certificate, the summary, the figures and the HTML report into
-        ``directory`` (created if needed), each file atomically; returns the directory."""
-        from simcheck.plotting import save_figure
-        from simcheck.report_figures import figures
+    def save(self, directory: str | Path, overwrite: bool = True, figures: bool = True) -> Path:
+        """Write the certificate, the per-input measurements, the summary, the figures and
+        the HTML report into the folder ``directory``; returns it. Without ``figures`` (as
+        sweeps save their many checks) the figures and the HTML report are left out: what
+        `load` reads is still there.
+
+        The files are written into a hidden folder beside it, which is then renamed into
+        place, so an interrupted save leaves no folder that looks like a finished check. A
+        folder that already holds a check is replaced when ``overwrite`` is true and refused
+        otherwise; one that holds anything a check does not write is always refused.
+        """
+        from simcheck.plotting import png_bytes
+        from simcheck.report_figures import figures as draw_figures
 
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / CERTIFICATE_FILE, self.to_json())
-        write_text(out / SUMMARY_FILE, self.summary())
-        for name, fig in figures(self).items():
-            save_figure(fig, out / name)
-        atomic_write(out / HTML_FILE, lambda tmp: tmp.write_text(self.to_html()))
+        ensure_replaceable(out, overwrite)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = _hidden_sibling(out, "partial")
+        staging.mkdir()
+        try:
+            write_text(staging / CERTIFICATE_FILE, self.to_json())
+            write_text(staging / SUMMARY_FILE, self.summary())
+            arrays = {
+                f"T{r.length}|{name}": value
+                for r in self.results
+                for name, value in r.per_input().items()
+            }
+            np.savez_compressed(staging / PER_INPUT_FILE, **arrays)
+            if figures:
+                images = {name: png_bytes(fig) for name, fig in draw_figures(self).items()}
+                for name, data in images.items():
+                    (staging / name).write_bytes(data)
+                write_text(staging / HTML_FILE, self._html(images))
+            if out.exists():
+                replaced = _hidden_sibling(out, "replaced")
+                os.replace(out, replaced)
+                os.replace(staging, out)
+                shutil.rmtree(replaced)
+            else:
+                os.replace(staging, out)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
         return out
 
+    @classmethod
+    def load(cls, directory: str | Path) -> CheckReport:
+        """The check `save` wrote into ``directory``: its outcome, tables, summary,
+        certificate and figures (numbers the certificate rounds come back as the
+        certificate has them). Certificates of an older version are refused."""
+        folder = Path(directory)
+        path = folder / CERTIFICATE_FILE
+        if not path.is_file():
+            raise SimcheckError(f"{folder} holds no saved check: {CERTIFICATE_FILE} is missing")
+        try:
+            certificate = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SimcheckError(f"{path} is not a readable certificate: {err}") from err
+        if not isinstance(certificate, dict) or certificate.get("format") != CERTIFICATE_FORMAT:
+            raise SimcheckError(f"{path} is not a simcheck certificate")
+        version = certificate.get("version")
+        if version != CERTIFICATE_VERSION:
+            raise SimcheckError(
+                f"{path} is certificate version {version}; this simcheck reads version "
+                f"{CERTIFICATE_VERSION}: run the check again to save it in this version"
+            )
+        if not (folder / PER_INPUT_FILE).is_file():
+            raise SimcheckError(
+                f"{folder} has no {PER_INPUT_FILE} (CheckReport.save writes it beside the "
+                "certificate): run the check again and save it"
+            )
+        try:
+            with np.load(folder / PER_INPUT_FILE, allow_pickle=False) as saved:
+                arrays = {key: saved[key] for key in saved.files}
+            results = []
+            for data in certificate["results"]:
+                prefix = f"T{data['T']}|"
+                mine = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+                results.append(LengthResult.from_saved(data, mine))
+            return cls(certificate["config"], results)
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+            raise SimcheckError(
+                f"{folder} holds an incomplete or damaged check ({type(err).__name__}: {err}): "
+                "run the check again"
+            ) from err
 
-def _png_base64(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode()
+
+def check_name(config: CheckConfig, train_len: int | None = None) -> str:
+    """The name of a check's folder inside ``RUN/check/``, from its settings.
+
+    ``default`` when every setting is at its default (and N is the run's); otherwise the
+    settings a reader looks for first, where they differ (``T256-1024``, ``eps0.05``,
+    ``hardmax8``), joined by ``_`` and followed by 8 hex digits of a hash of every other
+    setting that differs (``settings-<hash>`` when only those do). The same settings always
+    get the same name, and checks with other settings never share a folder.
+    """
+    from simcheck.check_config import CheckConfig
+
+    defaults = CheckConfig().to_dict()
+    changed = {k: v for k, v in config.to_dict().items() if v != defaults[k]}
+    if train_len is not None:
+        changed["train_len"] = train_len
+    parts = []
+    if "test_lengths" in changed:
+        parts.append("T" + "-".join(str(t) for t in changed.pop("test_lengths")))
+    if "eps" in changed:
+        parts.append(f"eps{changed.pop('eps'):g}")
+    if "attention" in changed:
+        parts.append(changed.pop("attention").replace(":", ""))
+    if changed:
+        text = json.dumps(changed, sort_keys=True, default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        parts.append(digest if parts else f"settings-{digest}")
+    return "_".join(parts) or DEFAULT_CHECK_NAME
+
+
+def _check_file(path: Path) -> bool:
+    """Whether ``path`` is a file `CheckReport.save` writes."""
+    names = (CERTIFICATE_FILE, SUMMARY_FILE, HTML_FILE, PER_INPUT_FILE)
+    return path.is_file() and (path.name in names or path.suffix == ".png")
+
+
+def ensure_replaceable(directory: Path, overwrite: bool) -> None:
+    """Refuse to save a check into ``directory`` when it is a file, holds anything a check
+    does not write, or already holds a check and ``overwrite`` is false."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise SimcheckError(f"{directory} is a file, not a folder for a check")
+    entries = sorted(directory.iterdir())
+    foreign = [p.name for p in entries if not _check_file(p)]
+    if foreign:
+        raise SimcheckError(
+            f"{directory} holds {', '.join(foreign[:3])}, which a check does not write: "
+            "save the check into a new folder"
+        )
+    if entries and not overwrite:
+        raise SimcheckError(
+            f"{directory} already holds a check: pass --overwrite (in Python, overwrite=True) "
+            "to replace it, or save into another folder"
+        )
+
+
+def _hidden_sibling(path: Path, purpose: str) -> Path:
+    """A fresh hidden name beside ``path`` (listings of checks skip hidden folders)."""
+    return path.parent / f".{path.name}.{purpose}-{secrets.token_hex(4)}"
+
+
+def saved_checks(run_dir: Path) -> list[Path]:
+    """The folders of a run directory that hold a saved check: each settings' folder in
+    ``check/``, and ``check/`` itself or a ``check-*`` folder where an earlier layout saved
+    one there."""
+    found = []
+    for folder in sorted(run_dir.glob(f"{CHECK_DIR}*")):
+        if (folder / CERTIFICATE_FILE).is_file():
+            found.append(folder)
+        if folder.name == CHECK_DIR and folder.is_dir():
+            found += sorted(
+                sub
+                for sub in folder.iterdir()
+                if not sub.name.startswith(".") and (sub / CERTIFICATE_FILE).is_file()
+            )
+    return found

@@ -3,8 +3,9 @@
 ``sweep(spec, out)`` (CLI: ``simcheck sweep SPEC.toml``) reads a `simcheck.sweep_spec`
 specification and, for each point, trains a model into ``out/runs/<point>/``, evaluates it at
 the spec's lengths and runs the simulation check. Each finished point leaves
-``out/points/<point>.json``; the results table of every point, ``out/results.csv`` and
-``out/results.parquet``, is rewritten at the end from those files.
+``out/points/<point>.json``, written atomically by the process that ran it; the results
+table of every point, ``out/results.csv`` and ``out/results.parquet``, is rewritten at the
+end from those files. Every path is checked to lie inside ``out`` before anything runs.
 
 - **Resumable.** A point whose result file exists (made with the same evaluation and check
   settings) is never redone; a point killed mid-training resumes from its last checkpoint.
@@ -13,7 +14,8 @@ the spec's lengths and runs the simulation check. Each finished point leaves
   fails again it is reported (``out/points/<point>.failed.json`` holds the traceback) and a
   later run tries it again.
 - **Backends.** ``"local"``: a pool of worker processes (default: one per core), each torch
-  computation on ``threads`` threads. ``"ray"``: the same points as Ray tasks on the cluster
+  computation on ``threads`` threads; the workers end when the driver does, even when it is
+  killed (see `_worker_init`). ``"ray"``: the same points as Ray tasks on the cluster
   at ``address`` (``ray.init(address=...)``; a local Ray instance when None). Every point runs
   single-process with fixed seeds and thread count, so both backends give the same table
   (the timing columns aside).
@@ -21,9 +23,14 @@ the spec's lengths and runs the simulation check. Each finished point leaves
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import json
 import os
+import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,14 +38,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from simcheck.errors import SimcheckError, SweepInterrupted
 from simcheck.io import atomic_write, library_versions, source_revision, write_json, write_text
+from simcheck.progress import progress_bar
 from simcheck.runs import read_json
 from simcheck.sweep_spec import (
     MODEL_FIELDS,
@@ -47,6 +55,7 @@ from simcheck.sweep_spec import (
     SweepSpec,
     import_modules,
     load_spec,
+    settings_digest,
 )
 from simcheck.sweep_table import CHECK_KINDS, EVAL_KINDS, check_columns, eval_columns, parse_column
 
@@ -60,6 +69,8 @@ TIMING_COLUMNS = ("train_s", "eval_s", "check_s", "total_s")
 """Columns that measure time, the only ones that differ between two runs of a sweep."""
 ATTEMPTS = 2
 """A failing point is tried this many times per sweep run (once, then retried once)."""
+PR_SET_PDEATHSIG = 1
+"""Linux's ``prctl`` option: the signal a process gets when its parent dies."""
 
 
 # --------------------------------------------------------------------------- one point
@@ -68,18 +79,25 @@ def execute_point(
     settings: dict[str, Any],
     root: str,
     threads: int,
+    attempt: int,
     imports: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Train (or resume), evaluate and check one point; return ``{"row": ...}`` or
+    """Train (or resume), evaluate and check one point, record its row in
+    ``root/points/<point>.json`` (atomically: a point is recorded whole or not at all, and
+    one killed before is redone by the next run) and return ``{"row": ...}``; or return
     ``{"error": ..., "traceback": ...}``. Runs in a worker process (local pool or Ray task),
-    so it takes and returns plain data; ``imports`` are the spec's modules that register
-    tasks."""
+    so it takes and returns plain data, and records the point itself, so that a finished
+    point is kept even when the driver is gone; ``attempt`` counts this sweep run's tries of
+    the point, ``imports`` are the spec's modules that register tasks."""
     import torch
 
     torch.set_num_threads(threads)
     try:
         import_modules(imports)
-        return {"row": run_point(Point.from_dict(point), settings, Path(root))}
+        parsed = Point.from_dict(point)
+        row = run_point(parsed, settings, Path(root))
+        _record_success(Path(root), settings_digest(settings), parsed, row, attempt)
+        return {"row": row}
     except Exception as err:  # reported to the driver, which retries or records the failure
         return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
 
@@ -90,6 +108,7 @@ def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, A
     from simcheck.check_config import CheckConfig
     from simcheck.checker import check
     from simcheck.evaluation import evaluate
+    from simcheck.report import CHECK_DIR, check_name
     from simcheck.runs import EVAL_CSV, EVAL_JSON, SPEC_FILE
     from simcheck.tasks import get_task
     from simcheck.training import resume_training, train
@@ -115,11 +134,9 @@ def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, A
     ck = dict(settings["check"])
     report = None
     if ck.pop("enabled"):
-        report = check(run, config=CheckConfig(**ck))
-        report_dir = run_dir / "check"
-        report_dir.mkdir(exist_ok=True)
-        write_text(report_dir / "certificate.json", report.to_json())
-        write_text(report_dir / "summary.txt", report.summary())
+        config = CheckConfig(**ck)
+        report = check(run, config=config)
+        report.save(run_dir / CHECK_DIR / check_name(config), overwrite=True, figures=False)
     checked = time.perf_counter()
     row = _config_columns(point, run_dir.relative_to(root))
     row["final_loss"] = _final_loss(run_dir)
@@ -157,18 +174,45 @@ def _config_columns(point: Point, run: Path) -> dict[str, Any]:
 
 
 def _final_loss(run_dir: Path) -> float | None:
-    from simcheck.runs import METRICS_FILE
+    from simcheck.runs import read_metrics
 
-    lines = (run_dir / METRICS_FILE).read_text().splitlines()
-    return json.loads(lines[-1])["loss"] if lines else None
+    records = read_metrics(run_dir)
+    return records[-1]["loss"] if records else None
 
 
 # --------------------------------------------------------------------------- backends
 Outcomes = Iterator[tuple[Point, dict[str, Any]]]
 
 
+def _worker_init(lifeline: Connection) -> None:
+    """Make this worker process end when the sweep's driver ends, however it ends: killed
+    with SIGKILL, a driver runs no clean-up, and an orphaned worker would go on training,
+    hold its run directory's lock and the caller's stdout, and wait for ever on the pool's
+    pipes.
+
+    Two ways, for two kinds of end. On Linux the kernel sends the worker SIGKILL when the
+    driver dies (``prctl(PR_SET_PDEATHSIG)``), even while it runs C code that holds
+    Python's lock. On every system (macOS and Windows included) a thread waits on
+    ``lifeline``, the read end of a pipe whose only write end the driver holds: when the
+    driver ends, the operating system closes that end, the wait returns and the thread ends
+    the process; this also covers a driver that died before the ``prctl`` call."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # a libc without prctl
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    threading.Thread(target=_exit_with_driver, args=(lifeline,), daemon=True).start()
+
+
+def _exit_with_driver(lifeline: Connection) -> None:
+    """Wait until the driver's end of ``lifeline`` closes (the driver never writes to it),
+    then end this process at once."""
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv_bytes()
+    os._exit(1)
+
+
 def _local_outcomes(
     points: Sequence[Point],
+    attempt: int,
     settings: dict[str, Any],
     root: Path,
     threads: int,
@@ -177,11 +221,20 @@ def _local_outcomes(
 ) -> Outcomes:
     """Run the points on a pool of ``workers`` spawned processes, at most one point per worker
     in flight; yield each as it ends. A worker that dies breaks the pool: the points in flight
-    fail (the driver retries them) and a fresh pool takes the rest."""
+    fail (the driver retries them) and a fresh pool takes the rest. Each pool's workers hold
+    the read end of a pipe whose write end only this process holds (`_worker_init`)."""
     queue = list(points)
-    job = (settings, str(root), threads, imports)
+    job = (settings, str(root), threads, attempt, imports)
+    context = get_context("spawn")
     while queue:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        lifeline, held = context.Pipe(duplex=False)
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(lifeline,),
+        )
+        with held, lifeline, pool:  # the pool shuts down first, then the pipe closes
             futures: dict[Future, Point] = {}
             broken = False
             try:
@@ -208,6 +261,7 @@ def _local_outcomes(
 
 def _ray_outcomes(
     points: Sequence[Point],
+    attempt: int,
     settings: dict[str, Any],
     root: Path,
     threads: int,
@@ -239,7 +293,8 @@ def _ray_outcomes(
                 "check --address (start a cluster with `ray start --head`) or use --backend local"
             ) from None
     task = ray.remote(execute_point).options(num_cpus=threads, max_retries=0)
-    refs = {task.remote(p.to_dict(), settings, str(root), threads, imports): p for p in points}
+    job = (settings, str(root), threads, attempt, imports)
+    refs = {task.remote(p.to_dict(), *job): p for p in points}
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
@@ -339,6 +394,7 @@ def sweep(
     root = Path(out if out is not None else default_sweep_dir(spec)).resolve()
     root.mkdir(parents=True, exist_ok=True)
     (root / POINTS_DIR).mkdir(exist_ok=True)
+    _check_paths(root, spec)
     settings = spec.settings()
     _write_manifest(root, spec, settings, threads)
     reused = [p.name for p in spec.points if point_finished(root, p, spec)]
@@ -349,29 +405,47 @@ def sweep(
             f"{len(pending)} to run ({backend}, {workers} worker(s) x {threads} thread(s))"
         )
 
-    def outcomes(points: Sequence[Point]) -> Outcomes:
+    def outcomes(points: Sequence[Point], attempt: int) -> Outcomes:
+        job = (settings, root, threads)
         if backend == "ray":
-            return _ray_outcomes(points, settings, root, threads, workers, address, spec.imports)
+            return _ray_outcomes(points, attempt, *job, workers, address, spec.imports)
         workers_needed = min(workers, len(points))
-        return _local_outcomes(points, settings, root, threads, workers_needed, spec.imports)
+        return _local_outcomes(points, attempt, *job, workers_needed, spec.imports)
 
     ran, failed = _drive(root, spec, pending, outcomes, progress, len(reused))
     table = write_results(root, spec)
     return SweepResult(root, table, ran=ran, reused=reused, failed=failed)
 
 
+def _check_paths(root: Path, spec: SweepSpec) -> None:
+    """Refuse to run unless every point's run directory and record resolve to a name right
+    inside ``root/runs`` and ``root/points``. The spec's names are made safe when it is read
+    (`simcheck.sweep_spec.safe_name`); this makes sure that no name, however it was made, nor
+    a link left in the folder, leads a point's files anywhere else."""
+    runs, points = (root / RUNS_DIR).resolve(), (root / POINTS_DIR).resolve()
+    for point in spec.points:
+        for folder, path in ((runs, runs / point.name), (points, points / f"{point.name}.json")):
+            if path.resolve().parent != folder:
+                raise SimcheckError(
+                    f"point {point.name!r} would write {path.resolve()}, outside {folder}; a "
+                    "point's name must be a plain directory name"
+                )
+
+
 def _drive(
     root: Path,
     spec: SweepSpec,
     pending: list[Point],
-    outcomes: Callable[[Sequence[Point]], Outcomes],
+    outcomes: Callable[[Sequence[Point], int], Outcomes],
     progress: bool,
     already: int,
 ) -> tuple[list[str], dict[str, str]]:
-    """Run ``pending``, retrying each failure once; record every outcome as it arrives."""
+    """Run ``pending`` (``outcomes(points, attempt)`` runs them and yields each as it ends),
+    retrying each failure once; record each failure as it arrives (a finished point was
+    recorded by the process that ran it)."""
     ran: list[str] = []
     failed: dict[str, str] = {}
-    bar = tqdm(
+    bar = progress_bar(
         total=len(spec.points), initial=already, desc=f"sweep {spec.name}", unit="point",
         disable=not progress, dynamic_ncols=True,
     )  # fmt: skip
@@ -381,13 +455,12 @@ def _drive(
                 if not pending:
                     break
                 retry = []
-                for point, outcome in outcomes(pending):
+                for point, outcome in outcomes(pending, attempt):
                     if "row" in outcome:
-                        _record_success(root, spec, point, outcome["row"], attempt)
                         ran.append(point.name)
                         bar.update(1)
                     elif attempt < ATTEMPTS:
-                        tqdm.write(f"point {point.name} failed ({outcome['error']}); retrying")
+                        bar.write(f"point {point.name} failed ({outcome['error']}); retrying")
                         retry.append(point)
                     else:
                         _record_failure(root, point, outcome, attempt)
@@ -426,13 +499,15 @@ def point_finished(root: Path, point: Point, spec: SweepSpec) -> bool:
 
 
 def _record_success(
-    root: Path, spec: SweepSpec, point: Point, row: dict[str, Any], attempt: int
+    root: Path, digest: str, point: Point, row: dict[str, Any], attempt: int
 ) -> None:
+    """Write ``point``'s record (its row, made with the settings of ``digest`` at this
+    ``attempt``) atomically, and drop a failure recorded by an earlier run."""
     write_json(
         _point_file(root, point),
         {
             "point": point.to_dict(),
-            "settings_digest": spec.settings_digest,
+            "settings_digest": digest,
             "attempts": attempt,
             "row": row,
         },

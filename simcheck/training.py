@@ -10,8 +10,10 @@ for the data.
 Checkpoints (weights, optimizer, scheduler and data-generator state) are written atomically
 every ``checkpoint_every`` steps and at the end. Ctrl-C finishes the current step, writes a
 checkpoint and stops; ``resume=True`` (CLI: ``--resume``) continues from it and gives the same
-weights as an uninterrupted run. A non-finite loss stops training with `TrainingDiverged`
-and leaves the last good checkpoint in place.
+weights as an uninterrupted run at the same thread count. A non-finite loss stops training
+with `TrainingDiverged` and leaves the last good checkpoint in place. One process at a time
+trains into a run directory (`simcheck.runs.run_lock`); ``tensorboard=DIR`` also logs the
+metrics to TensorBoard.
 """
 
 from __future__ import annotations
@@ -20,22 +22,24 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from simcheck.errors import RunDirError, SimcheckError, TrainingDiverged, TrainingInterrupted
-from simcheck.io import atomic_write, library_versions, write_json, write_text
+from simcheck.io import atomic_write, library_versions, torch_threads, write_json, write_text
 from simcheck.models import ModelSpec, check_input_length, model_from_spec
+from simcheck.paths import check_output_dir
 from simcheck.plotting import plot_loss_curve
+from simcheck.progress import progress_bar
 from simcheck.runs import (
     FORMAT_VERSION,
     METRICS_FILE,
@@ -45,64 +49,15 @@ from simcheck.runs import (
     STATUS_FILE,
     WEIGHTS_FILE,
     Run,
+    check_run_dir,
     load_run,
-    read_json,
+    read_json_object,
+    read_metrics,
+    run_lock,
     save_weights,
 )
 from simcheck.tasks import Task, get_task, task_record
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train. Every field is recorded in the run's ``spec.json``.
-
-    Attributes:
-        train_len: N, the longest training length.
-        min_len: the shortest training length (default: the task's ``min_length``).
-        steps: optimizer steps.
-        batch_size: sequences per step (all of one length).
-        lr: peak learning rate; warmup over ``warmup`` of the steps, cosine decay to
-            ``lr * min_lr_ratio``.
-        weight_decay: AdamW's decoupled weight decay.
-        grad_clip: maximum global gradient norm (0 disables clipping).
-        data_seed: seed of the data stream (lengths, inputs, position offsets).
-        pos_offsets: for ``learned`` positions, shift each batch by a random offset in
-            [0, n_ctx - length] so every row of the table is trained.
-        log_every: steps between lines of ``metrics.jsonl``.
-        checkpoint_every: steps between checkpoints.
-    """
-
-    train_len: int = 32
-    min_len: int | None = None
-    steps: int = 3000
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    warmup: float = 0.05
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    data_seed: int = 0
-    pos_offsets: bool = False
-    log_every: int = 50
-    checkpoint_every: int = 500
-
-    def __post_init__(self) -> None:
-        if self.train_len < 1:
-            raise SimcheckError(f"train_len must be >= 1, got {self.train_len}")
-        if self.min_len is not None and not 1 <= self.min_len <= self.train_len:
-            raise SimcheckError(
-                f"min_len must be between 1 and train_len={self.train_len}, got {self.min_len}"
-            )
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise SimcheckError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise SimcheckError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.warmup < 1:
-            raise SimcheckError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+from simcheck.train_config import TrainConfig
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -161,11 +116,35 @@ def _shifted_positions(model: HookedTransformer, offset: int, length: int):
     return hook
 
 
+def _summary_writer_class() -> type:
+    """TensorBoard's ``SummaryWriter``, or a one-line error when tensorboard is not installed
+    (simcheck does not depend on it)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SimcheckError(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard, or "
+            "train without --tensorboard"
+        ) from None
+    return SummaryWriter
+
+
 class _Trainer:
     """One training run's mutable state: model, optimizer, data stream and files."""
 
-    def __init__(self, run_dir: Path, task: Task, spec: ModelSpec, config: TrainConfig) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        task: Task,
+        spec: ModelSpec,
+        config: TrainConfig,
+        tensorboard: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.dir = run_dir
+        self.tensorboard = tensorboard
+        # looked up here, so that a missing tensorboard is refused before any file is written
+        self.writer_class = _summary_writer_class() if tensorboard is not None else None
+        self.writer: Any = None  # the open SummaryWriter while the loop runs
         self.task = task
         self.config = config
         self.model = model_from_spec(spec)
@@ -225,16 +204,14 @@ class _Trainer:
         self.clear_metrics()
 
     def clear_metrics(self) -> None:
-        """Drop metric lines logged after the current step, which the resumed run redoes."""
+        """Drop the metric lines logged after the current step, which the resumed run redoes,
+        and a torn last line left by a kill in the middle of a write, so that appending
+        starts on a line of its own."""
         path = self.dir / METRICS_FILE
         if not path.is_file():
             return
-        keep = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= self.step
-        ]
-        write_text(path, "".join(line + "\n" for line in keep))
+        keep = [record for record in read_metrics(self.dir) if record["step"] <= self.step]
+        write_text(path, "".join(json.dumps(record) + "\n" for record in keep))
 
     # ------------------------------------------------------------------ loop
     def train_step(self) -> tuple[float, float, int]:
@@ -273,7 +250,7 @@ class _Trainer:
 
     def run(self, progress: bool) -> None:
         config = self.config
-        bar = tqdm(
+        bar = progress_bar(
             total=config.steps,
             initial=self.step,
             disable=not progress,
@@ -282,7 +259,7 @@ class _Trainer:
             dynamic_ncols=True,
         )
         started = time.perf_counter()
-        with _deferred_sigint() as interrupted, _deterministic_algorithms(), bar:
+        with _deferred_sigint() as interrupted, _deterministic_algorithms(), bar, self._writer():
             while self.step < config.steps:
                 try:
                     loss, norm, length = self.train_step()
@@ -307,8 +284,25 @@ class _Trainer:
         self.save_checkpoint("finished")
         plot_loss_curve(self.dir)
 
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[None]:
+        """Hold a TensorBoard writer open while the loop runs, when one is asked for. Its
+        ``purge_step`` hides the events that an earlier run in the same directory logged from
+        the next step on (a resumed run's redone steps, a replaced run's): each step shows
+        once, as this run logs it."""
+        if self.writer_class is None:
+            yield
+            return
+        self.writer = self.writer_class(os.fspath(self.tensorboard), purge_step=self.step + 1)
+        try:
+            yield
+        finally:
+            self.writer.close()
+            self.writer = None
+
     def _log(self, norm: float, length: int, elapsed: float) -> None:
-        """Append a metrics line with the mean loss since the last one."""
+        """Append a metrics line with the mean loss since the last one (and the same scalars
+        to TensorBoard, as ``train/<column>``)."""
         record = {
             "step": self.step,
             "loss": float(np.mean(self.window)),
@@ -319,6 +313,10 @@ class _Trainer:
         }
         with open(self.dir / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for name, value in record.items():
+                if name != "step":
+                    self.writer.add_scalar(f"train/{name}", value, self.step)
         self.window = []
 
 
@@ -350,6 +348,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    tensorboard: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Run:
     """Train a model on ``task`` into the run directory ``out`` and return the `Run`.
@@ -357,7 +356,10 @@ def train(
     Model and training options can be given as a `ModelSpec` / `TrainConfig` or as keywords
     (``pos="periodic", train_len=32, steps=2000, seed=1``): fields of either class are routed
     to it. With ``resume=True`` and an existing ``out``, training continues from its last
-    checkpoint and the recorded configuration is used.
+    checkpoint and the recorded configuration is used. ``tensorboard`` names a directory that
+    also gets the logged metrics as TensorBoard scalars (needs the tensorboard package).
+    While training, the process holds ``out`` (`simcheck.runs.run_lock`): another process
+    that trains into it is refused with a `RunDirError` that names this one.
     """
     task = get_task(task)
     model_kw, train_kw = _split_overrides(options)
@@ -365,55 +367,77 @@ def train(
     config = config or TrainConfig(**train_kw)
     run_dir = Path(out) if out is not None else default_run_dir(task, spec, config)
     if resume:
-        return resume_training(run_dir, task=task, progress=progress)
-    if (run_dir / SPEC_FILE).exists() and not overwrite:
-        raise SimcheckError(
-            f"{run_dir} already holds a run; continue it with `--resume {run_dir}`, choose "
-            "another --out, or pass --overwrite to replace it"
-        )
+        return resume_training(run_dir, task=task, progress=progress, tensorboard=tensorboard)
     if spec.d_vocab != task.vocab_size or spec.d_vocab_out != task.output_size:
         raise SimcheckError(
             f"model vocabulary {spec.d_vocab}->{spec.d_vocab_out} does not fit task "
             f"'{task.spec()}' ({task.vocab_size}->{task.output_size}); build it with "
             "ModelSpec.for_task(task, ...)"
         )
-    trainer = _Trainer(run_dir, task, spec, config)
+    check_output_dir(run_dir, "run directory")
+    trainer = _Trainer(run_dir, task, spec, config, tensorboard)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in RUN_FILES:  # an overwritten run keeps nothing of the old one
-        (run_dir / stale).unlink(missing_ok=True)
-    write_json(
-        run_dir / SPEC_FILE,
-        {
-            "format_version": FORMAT_VERSION,
-            "task": task_record(task),
-            "model": spec.to_dict(),
-            "training": config.to_dict(),
-            "versions": library_versions(),
-        },
-    )
-    trainer.write_status("running")
-    trainer.run(progress)
-    return load_run(run_dir, task=task)
+    with run_lock(run_dir):
+        if (run_dir / SPEC_FILE).exists() and not overwrite:
+            raise SimcheckError(
+                f"{run_dir} already holds a run; continue it with `--resume {run_dir}`, choose "
+                "another --out, or pass --overwrite to replace it"
+            )
+        for stale in RUN_FILES:  # an overwritten run keeps nothing of the old one
+            (run_dir / stale).unlink(missing_ok=True)
+        write_json(
+            run_dir / SPEC_FILE,
+            {
+                "format_version": FORMAT_VERSION,
+                "task": task_record(task),
+                "model": spec.to_dict(),
+                "training": config.to_dict(),
+                "versions": library_versions(),
+                "torch_threads": torch_threads(),
+            },
+        )
+        trainer.write_status("running")
+        trainer.run(progress)
+        return load_run(run_dir, task=task)
 
 
-def resume_training(run_dir: str | Path, task: Task | None = None, progress: bool = True) -> Run:
-    """Continue the run in ``run_dir`` from its last checkpoint, with its recorded config."""
+def resume_training(
+    run_dir: str | Path,
+    task: Task | None = None,
+    progress: bool = True,
+    tensorboard: str | os.PathLike[str] | None = None,
+) -> Run:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its recorded config,
+    holding the directory as `train` does; ``tensorboard`` as in `train`.
+
+    Weights equal to an uninterrupted run's need the thread count it was trained with
+    (``torch_threads`` in ``spec.json``); a note on stderr says when it differs."""
     run_dir = Path(run_dir)
-    record = load_run(run_dir, task=task) if (run_dir / WEIGHTS_FILE).exists() else None
-    if record is None:
-        spec_json = read_json(run_dir / SPEC_FILE)
-        task = task or get_task(spec_json["task"]["spec"])
-    else:
-        spec_json, task = record.spec, record.task
-        if record.finished:
-            return record
-    spec = ModelSpec.from_dict(spec_json["model"])
-    config = TrainConfig(**spec_json["training"])
-    trainer = _Trainer(run_dir, task, spec, config)
-    if (run_dir / STATE_FILE).exists():
-        trainer.restore()
-    else:
-        trainer.clear_metrics()
-    trainer.write_status("running")
-    trainer.run(progress)
-    return load_run(run_dir, task=task)
+    check_run_dir(run_dir)
+    with run_lock(run_dir):
+        record = load_run(run_dir, task=task) if (run_dir / WEIGHTS_FILE).exists() else None
+        if record is None:
+            spec_json = read_json_object(run_dir / SPEC_FILE)
+            task = task or get_task(spec_json["task"]["spec"])
+        else:
+            spec_json, task = record.spec, record.task
+            if record.finished:
+                return record
+        spec = ModelSpec.from_dict(spec_json["model"])
+        config = TrainConfig(**spec_json["training"])
+        trainer = _Trainer(run_dir, task, spec, config, tensorboard)
+        recorded = spec_json.get("torch_threads")
+        if recorded is not None and recorded != torch_threads():
+            print(
+                f"note: {run_dir} was trained with {recorded} torch threads and resumes with "
+                f"{torch_threads()}: its weights will not match an uninterrupted run's bit "
+                f"for bit (set OMP_NUM_THREADS={recorded} to match them)",
+                file=sys.stderr,
+            )
+        if (run_dir / STATE_FILE).exists():
+            trainer.restore()
+        else:
+            trainer.clear_metrics()
+        trainer.write_status("running")
+        trainer.run(progress)
+        return load_run(run_dir, task=task)

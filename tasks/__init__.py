@@ -1,7 +1,8 @@
 """simcheck.tasks: sequence tasks with exact oracles at any length.
 
 `get_task("modp:p=3,k=0")` builds a registered task from a spec string; subclass `Task`
-(and decorate with `register_task` to reach it from the CLI) to add your own.
+(and decorate with `register_task` to reach it from the CLI) to add your own. The built-in
+tasks import torch on first use (`simcheck.lazy_import`), so listing them is quick.
 """
 
 from simcheck.errors import TokenError

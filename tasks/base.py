@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from simcheck.errors import SimcheckError, TaskSpecError, TokenError
+from simcheck.lazy_import import lazy_module
+
+torch = lazy_module("torch")
+F = lazy_module("torch.nn.functional")
 
 OutputKind = Literal["scalar", "distribution", "classes"]
 NO_CLASS = -1
@@ -291,6 +293,9 @@ def mixed_binary_tokens(
 
 
 def check_alpha(task: str, alpha: float) -> None:
-    """Refuse a concentration parameter that is not positive."""
-    if not alpha > 0:
-        raise TaskSpecError(f"task '{task}': alpha must be > 0 (concentration), got {alpha}")
+    """Refuse a concentration parameter that is not positive and finite (an infinite one
+    gives NaN frequencies, and the failure would surface far away, as a diverged loss)."""
+    if not 0 < alpha < math.inf:
+        raise TaskSpecError(
+            f"task '{task}': alpha must be a finite number > 0 (concentration), got {alpha}"
+        )

@@ -8,13 +8,14 @@ trivial at long lengths; a random frequency per sequence keeps long inputs infor
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from simcheck.errors import TaskSpecError
+from simcheck.lazy_import import lazy_module
 
 from .base import (
     OutputKind,
@@ -25,6 +26,8 @@ from .base import (
     mixed_binary_tokens,
 )
 from .registry import register_task
+
+torch = lazy_module("torch")
 
 EMPTY_CLASS_TARGET = 0.5
 """ModPTask's target when the residue class holds no position (length <= k): the midpoint,
@@ -53,6 +56,8 @@ class SimpleTask(Task):
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.omega):  # the targets would be NaN
+            raise TaskSpecError(f"task 'simple': omega must be a finite number, got {self.omega}")
         check_alpha(self.name, self.alpha)
 
     def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:

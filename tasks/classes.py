@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from simcheck.errors import TaskSpecError
+from simcheck.lazy_import import lazy_module
 
 from .base import NO_CLASS, OutputKind, Task, check_alpha, mixed_binary_tokens
 from .binary import ResidueTask
 from .registry import register_task
+
+torch = lazy_module("torch")
+F = lazy_module("torch.nn.functional")
 
 
 def dirichlet_tokens(

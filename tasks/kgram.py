@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from simcheck.errors import TaskSpecError
+from simcheck.lazy_import import lazy_module
 
-from .base import OutputKind, Task
+from .base import OutputKind, Task, check_alpha
 from .registry import register_task
+
+torch = lazy_module("torch")
+F = lazy_module("torch.nn.functional")
 
 
 @register_task
@@ -55,8 +57,7 @@ class InContextKGram(Task):
                 f"task 'kgram': S^(k-1) = {self.S ** (self.k - 1)} contexts is too many to "
                 "sample transition tables for; lower S or k"
             )
-        if not self.alpha > 0:
-            raise TaskSpecError(f"task 'kgram': alpha must be > 0, got {self.alpha}")
+        check_alpha(self.name, self.alpha)
 
     @property
     def vocab_size(self) -> int:  # type: ignore[override]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import typing
 from typing import Any
 
@@ -49,6 +50,13 @@ def task_class(name: str) -> type[Task]:
 
 def task_parameters(cls: type[Task]) -> dict[str, tuple[type, Any]]:
     """Each parameter of a registered task class with its type and default."""
+    return dict(_parameters(cls))
+
+
+@functools.cache
+def _parameters(cls: type[Task]) -> dict[str, tuple[type, Any]]:
+    """`task_parameters`, read once per class: resolving the annotations costs a millisecond,
+    and a sweep builds its tasks from spec strings thousands of times."""
     hints = typing.get_type_hints(cls)
     out: dict[str, tuple[type, Any]] = {}
     for field in dataclasses.fields(cls):

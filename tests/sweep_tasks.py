@@ -40,3 +40,12 @@ class CrashingTask(LastToken):
     def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
+
+
+@register_task
+@dataclass(frozen=True)
+class LabelledTask(LastToken):
+    """`LastToken` with a free-text parameter, which a sweep puts into its point names."""
+
+    name: ClassVar[str] = "labelled_test"
+    label: str = "plain"

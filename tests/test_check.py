@@ -257,7 +257,7 @@ def test_certificates_are_deterministic_and_the_report_saves(tmp_path, random_mo
 
     certificate = json.loads(first.to_json())
     assert certificate["format"] == "simcheck-certificate"
-    assert certificate["version"] == 2
+    assert certificate["version"] == 3
     assert len(certificate["config"]["model"]["weights_sha256"]) == 64
     assert certificate["config"]["task"]["spec"] == "modp:p=3,k=0,alpha=1.0"
     assert certificate["outcome"] == {str(t): o for t, o in first.outcome.items()}
@@ -277,7 +277,9 @@ def test_certificates_are_deterministic_and_the_report_saves(tmp_path, random_mo
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / CERTIFICATE_FILE).read_text() == first.to_json()
     page = (out / HTML_FILE).read_text()
-    assert page.count("data:image/png;base64") == len(FIGURES)
+    attention = [f"attention-T{t}.png" for t in (32, 64)]
+    assert all((out / name).is_file() for name in attention)
+    assert page.count("data:image/png;base64") == len(FIGURES) + len(attention)
     assert 'src="http' not in page and "src='http" not in page
 
 
@@ -504,21 +506,22 @@ def test_cli_check_refuses_a_test_length_within_training(trained_run, capsys):
 
 
 def test_cli_show_lists_the_checks_saved_in_the_run(trained_run, capsys):
-    """`simcheck check RUN` saves into RUN/check by default; `simcheck show` reports it, and
-    flags it once the weights no longer match."""
+    """`simcheck check RUN` saves into RUN/check/<settings> by default; `simcheck show`
+    reports it, and flags it once the weights no longer match."""
     argv = ["check", str(trained_run), *CLI_CHECK, "--witnesses", "types"]
     assert main(argv) == 0
-    certificate = json.loads((trained_run / "check" / CERTIFICATE_FILE).read_text())
+    (path,) = (trained_run / "check").glob(f"*/{CERTIFICATE_FILE}")
+    certificate = json.loads(path.read_text())
     capsys.readouterr()
     assert main(["show", str(trained_run)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("check"))
     assert f"T=64: {certificate['outcome']['64']}" in line and "weights changed" not in line
     certificate["config"]["model"]["weights_sha256"] = "0" * 64
-    (trained_run / "check" / CERTIFICATE_FILE).write_text(json.dumps(certificate))
+    path.write_text(json.dumps(certificate))
     assert main(["show", str(trained_run)]) == 0
     assert "[weights changed since]" in capsys.readouterr().out
     certificate["version"] = 1  # written before outcomes existed
-    (trained_run / "check" / CERTIFICATE_FILE).write_text(json.dumps(certificate))
+    path.write_text(json.dumps(certificate))
     assert main(["show", str(trained_run)]) == 0
     assert "certificate version 1" in capsys.readouterr().out
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from simcheck.check_config import CLASS_METRICS, DEFAULT_LENGTH_FACTOR, CheckConfig
-from simcheck.cli import _CHECK_HELP, _check_config, build_parser
+from simcheck.cli import CHECK_FLAGS, _check_config, build_parser
 from simcheck.errors import SimcheckError
 from simcheck.sweep_spec import CheckSettings, parse_spec
 
@@ -150,8 +150,8 @@ def parse_check(*flags: str):
 
 
 def test_every_check_setting_has_a_flag_and_help():
-    assert set(_CHECK_HELP) == set(CheckConfig.field_names())
-    flags = [flag for flag, _ in _CHECK_HELP.values()]
+    assert set(CHECK_FLAGS) == set(CheckConfig.field_names())
+    flags = [option.flag for option in CHECK_FLAGS.values()]
     assert len(set(flags)) == len(flags)
     assert all(flag.startswith("--") for flag in flags)
 
@@ -164,7 +164,7 @@ def test_check_help_shows_every_flag_and_its_default(capsys):
     text = " ".join(out.split())  # help lines wrap anywhere
     defaults = CheckConfig()
     for name in CheckConfig.field_names():
-        flag, _ = _CHECK_HELP[name]
+        flag = CHECK_FLAGS[name].flag
         assert flag in out, name
         if name != "test_lengths":
             value = getattr(defaults, name)
@@ -203,7 +203,7 @@ def test_check_flags_give_the_matching_config():
 
 
 def test_check_test_len_reads_progressions():
-    config = _check_config(parse_check("--test-len", "16,32,...,128"))
+    config = _check_config(parse_check("--test-len", "16..128*2"))
     assert config.test_lengths == (16, 32, 64, 128)
 
 
@@ -255,7 +255,7 @@ def test_sweep_check_lists_become_tuples():
     spec = parse_spec(spec_with({"test_lengths": [128, 64], "witnesses": ["types"]}))
     assert spec.check.config.test_lengths == (64, 128)
     assert spec.check.config.witnesses == ("types",)
-    spec = parse_spec(spec_with({"test_lengths": "16,32,...,64", "witnesses": "blocks"}))
+    spec = parse_spec(spec_with({"test_lengths": "16..64*2", "witnesses": "blocks"}))
     assert spec.check.config.test_lengths == (16, 32, 64)
     assert spec.check.config.witnesses == ("blocks",)
 

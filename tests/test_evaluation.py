@@ -1,4 +1,4 @@
-"""Evaluation: length lists, per-length numbers against an independent recomputation, the
+"""Evaluation: per-length numbers against an independent recomputation, the
 plateau, files, determinism and refusals."""
 
 from __future__ import annotations
@@ -15,49 +15,10 @@ import pytest
 import torch
 
 import simcheck
-from simcheck import Run, build_model, evaluate, get_task, parse_lengths
+from simcheck import Run, build_model, evaluate, get_task
 
 LENGTHS = [4, 8, 16, 32, 64, 128]  # N = 8: four lengths beyond it
 SAMPLES = 48
-
-
-# ------------------------------------------------------------------ parse_lengths
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("8,16,32", [8, 16, 32]),
-        ("32, 8,16", [8, 16, 32]),
-        ("8,8,16", [8, 16]),
-        ("5", [5]),
-        ("8,16,...,128", [8, 16, 32, 64, 128]),
-        ("1,3,...,27", [1, 3, 9, 27]),
-        ("10,25,...,55", [10, 25, 40, 55]),
-        ("3,5,...,11", [3, 5, 7, 9, 11]),
-        ("8,16,...,16", [8, 16]),
-    ],
-)
-def test_parse_lengths(text, expected):
-    assert parse_lengths(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("10,20,...,50", [10, 20, 30, 40, 50]), ("10,20,...,100", list(range(10, 101, 10)))],
-)
-def test_parse_lengths_arithmetic_progression_from_a_multiple(text, expected):
-    assert parse_lengths(text) == expected
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["a,b", "8,...", "0,1", "", "8,16,...", "...,8,16", "8,16,...,4", "16,8,...,128",
-     "8,16,...,64,...,128", "8,16,32,...,128", "-4,8", "8.5,16"],
-)  # fmt: skip
-def test_parse_lengths_rejects_garbage(text):
-    with pytest.raises(simcheck.SimcheckError):
-        parse_lengths(text)
 
 
 # ------------------------------------------------------------------ a trained run
@@ -228,11 +189,22 @@ def test_lengths_beyond_a_learned_table_are_refused_before_writing(learned_run_d
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"lengths": []}, {"lengths": [0, 8]}, {"samples": 0}, {"lengths": "x"}]
-)
+    "kwargs",
+    [{"lengths": []}, {"lengths": [0, 8]}, {"lengths": [8, -1]}, {"lengths": "x"},
+     {"samples": 0}, {"samples": 2.5}, {"seed": -1}, {"seed": True}, {"batch_size": 0}],
+)  # fmt: skip
 def test_bad_evaluation_arguments(run_dir, kwargs):
-    with pytest.raises(simcheck.SimcheckError):
+    with pytest.raises(simcheck.SimcheckError) as info:
         evaluate(run_dir, **{"lengths": [8], "samples": 4, **kwargs}, progress=False, save=False)
+    assert "\n" not in str(info.value)
+
+
+def test_an_evaluation_directory_that_is_a_file_is_refused_before_the_work(run_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for out in (blocker, blocker / "eval"):
+        with pytest.raises(simcheck.SimcheckError, match="is a file"):
+            evaluate(run_dir, [8], samples=4, progress=False, out=out)
 
 
 def test_evaluate_a_missing_run(tmp_path):

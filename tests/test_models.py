@@ -322,7 +322,7 @@ def test_alibi_model_has_no_position_table():
         ({"locality": -1, "pos": "periodic"}, "locality"),
         ({"n_layers": 0}, "n_layers"),
         ({"d_mlp": -1}, "d_mlp"),
-        ({"normalization": "RMS"}, "normalization"),
+        ({"normalization": "BatchNorm"}, "normalization"),
         ({"local_scale": "linear"}, "local_scale"),
     ],
 )

@@ -15,12 +15,14 @@ import pytest
 
 from simcheck.cli import main
 from simcheck.errors import SimcheckError, SweepSpecError
+from simcheck.report import CheckReport
 from simcheck.sweep_spec import Point, load_spec, parse_spec
 from simcheck.sweeps import (
     POINTS_DIR,
     RESULTS_CSV,
     RESULTS_PARQUET,
     _drive,
+    _record_success,
     load_sweep,
     results_without_timings,
     sweep,
@@ -143,7 +145,7 @@ def test_toml_file_is_read(tmp_path):
         ({"grid": {"task": "modp", "params": {"q": [1]}}}, "does not have"),
         ({"grid": {"task": "modp:p=3", "params": {"p": [2]}}}, "keep one"),
         ({"grid": {"task": "modp", "seed": []}}, "empty list"),
-        ({"grid": {"task": "modp", "d_model": ["big"]}}, "d_model='big'"),
+        ({"grid": {"task": "modp", "d_model": ["big"]}}, "d_model must be an integer, got 'big'"),
         ({"grid": {"task": "modp", "d_model": [16]}, "model": {"d_model": 8}}, "keep one"),
         ({"grid": {"seed": [0]}}, "needs a task axis"),
         ({"model": {}}, "no [grid] table"),
@@ -185,9 +187,10 @@ def test_local_sweep_writes_a_row_per_point(local_sweep):
     assert table["simulatable@32"].dtype == bool
     assert sorted(local_sweep.ran) == sorted(table["point"])
     path = local_sweep.path
-    for run in table["run"]:
+    for run, t32 in zip(table["run"], table["outcome@32"], strict=True):
         assert (path / run / "model.safetensors").is_file()
-        assert (path / run / "check" / "certificate.json").is_file()
+        (saved,) = (path / run / "check").glob("*/certificate.json")  # one folder per settings
+        assert CheckReport.load(saved.parent).outcome[32] == t32
     csv = pd.read_csv(path / RESULTS_CSV)
     parquet = pd.read_parquet(path / RESULTS_PARQUET)
     pd.testing.assert_frame_equal(with_none(csv), with_none(parquet), check_dtype=False)
@@ -224,15 +227,17 @@ def test_failed_points_are_retried_once_then_reported(tmp_path):
     first, second = spec.points
     calls: list[str] = []
 
-    def outcomes(points):
+    def outcomes(points, attempt):
         for point in points:
             calls.append(point.name)
             if point == first and calls.count(first.name) == 1:
                 yield point, {"error": "flaky"}
             elif point == second:
                 yield point, {"error": "RuntimeError: broken", "traceback": "..."}
-            else:
-                yield point, {"row": {"point": point.name, "status": "ok", "loss@8": 0.5}}
+            else:  # a worker records the point it finished
+                row = {"point": point.name, "status": "ok", "loss@8": 0.5}
+                _record_success(tmp_path, spec.settings_digest, point, row, attempt)
+                yield point, {"row": row}
 
     (tmp_path / POINTS_DIR).mkdir()
     ran, failed = _drive(tmp_path, spec, list(spec.points), outcomes, progress=False, already=0)
@@ -307,9 +312,9 @@ def test_point_names_show_non_default_task_parameters():
 def test_cli_bounds_reads_n_star_from_the_enclosing_sweep(local_sweep, capsys):
     periodic = local_sweep.table.set_index("pos").loc["periodic", "run"]
     assert main(["bounds", str(local_sweep.path / periodic), "--eps", "0.5"]) == 0
-    out = capsys.readouterr().out
-    assert "Thm 4.1" in out and "empirical N*:" in out
-    assert f"read from the sweep in {local_sweep.path}" in out
+    captured = capsys.readouterr()
+    assert "Thm 4.1" in captured.out and "empirical N*:" in captured.out
+    assert f"read from the sweep in {local_sweep.path}" in captured.err
     learned = local_sweep.table.set_index("pos").loc["learned", "run"]
     assert main(["bounds", str(local_sweep.path / learned)]) == 2
     err = capsys.readouterr().err.strip()

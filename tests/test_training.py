@@ -1,5 +1,5 @@
 """Training: run files, bit-for-bit reproducibility, resume after Ctrl-C or a crash,
-divergence, and the errors of `train` and `load_run`."""
+divergence, TensorBoard logging, and the errors of `train` and `load_run`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 
 import simcheck
 from simcheck import training
+from simcheck.cli import main
 from simcheck.errors import TrainingInterrupted
 from simcheck.tasks import ModPTask, Task
 from simcheck.training import resume_training
@@ -93,6 +95,22 @@ def test_train_writes_the_run_files(reference, tiny):
     assert reference.finished
     assert reference.train_len == 8
     assert reference.task == ModPTask(p=3)
+
+
+def test_run_metrics_is_the_log_as_a_table(reference):
+    table = reference.metrics
+    assert list(table.columns) == ["step", "loss", "lr", "grad_norm", "length", "seconds"]
+    assert table.to_dict("records") == read_metrics(reference.path)
+
+
+def test_spec_records_the_thread_count(tmp_path, quick_train):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run = quick_train(TASK, tmp_path / "run", train_len=8, steps=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert run.spec["torch_threads"] == 2
 
 
 def test_training_lowers_the_loss(tmp_path, quick_train):
@@ -192,6 +210,27 @@ def test_crash_then_resume_matches_an_uninterrupted_run(
     assert without_timing(read_metrics(out)) == without_timing(read_metrics(reference.path))
 
 
+def test_resume_drops_a_torn_last_metrics_line(
+    tmp_path, reference, count_calls, tiny, weights_equal, monkeypatch
+):
+    out = tmp_path / "killed"
+
+    def kill(call):
+        if call == 15:
+            raise RuntimeError("killed")
+
+    count_calls(kill)
+    with pytest.raises(RuntimeError, match="killed"):
+        simcheck.train(TASK, out, **CONFIG, **tiny)
+    with open(out / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 15, "loss": 0.0')  # the kill cut the write of step 15 short
+
+    monkeypatch.undo()
+    resumed = resume_training(out, progress=False)
+    assert weights_equal(resumed.model, reference.model)
+    assert without_timing(read_metrics(out)) == without_timing(read_metrics(reference.path))
+
+
 def test_second_ctrl_c_stops_at_once(tmp_path, count_calls, tiny):
     out = tmp_path / "run"
 
@@ -276,6 +315,52 @@ def test_divergence_before_any_checkpoint_says_so(tmp_path, monkeypatch, tiny):
     assert read_status(out)["state"] == "diverged"
     with pytest.raises(simcheck.RunDirError, match="first checkpoint"):
         simcheck.load_run(out)
+
+
+# ------------------------------------------------------------------ TensorBoard
+
+
+def test_tensorboard_gets_each_logged_step_once_across_a_resume(
+    tmp_path, count_calls, tiny, monkeypatch
+):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, board = tmp_path / "run", tmp_path / "board"
+
+    def crash(call):
+        if call == 17:  # after the step-15 line, with the checkpoint of step 10 on disk
+            raise RuntimeError("power cut")
+
+    count_calls(crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        simcheck.train(TASK, out, tensorboard=board, **CONFIG, **tiny)
+    monkeypatch.undo()
+    resume_training(out, progress=False, tensorboard=board)
+
+    events = EventAccumulator(str(board))
+    events.Reload()
+    logged = read_metrics(out)
+    for name in ("loss", "lr", "grad_norm", "length", "seconds"):
+        scalars = events.Scalars(f"train/{name}")
+        assert [s.step for s in scalars] == [m["step"] for m in logged], name
+        assert [s.value for s in scalars] == pytest.approx([m[name] for m in logged], rel=1e-6)
+
+
+def test_cli_train_logs_to_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    board = tmp_path / "board"
+    argv = ["train", "--task", TASK, "--train-len", "8", "--steps", "4", "--log-every", "2"]
+    argv += ["--d-model", "16", "--d-mlp", "32", "--batch-size", "8", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--tensorboard", str(board)]) == 0
+    assert list(board.glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_without_the_package_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    with pytest.raises(simcheck.SimcheckError, match="pip install tensorboard"):
+        simcheck.train(TASK, tmp_path / "run", tensorboard=tmp_path / "board", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 # ------------------------------------------------------------------ existing runs and bad input

@@ -441,7 +441,8 @@ def test_cli_one_line_errors(case, saved_modp, factory_file, tmp_path, capsys):
     build_argv, fragments = ERRORS[case]
     extra = build_argv(tmp_path, saved_modp, factory_file)
     # later flags win: the case's --outputs / --prefix replace CHECK's
-    code = main([*CHECK, "--test-len", "16", *SMALL_FLAGS, *extra, "--out", str(tmp_path)])
+    out = str(tmp_path / "check")  # a new folder: a check is not saved among other files
+    code = main([*CHECK, "--test-len", "16", *SMALL_FLAGS, *extra, "--out", out])
     assert_cli_error(capsys, code, fragments)
 
 
@@ -455,7 +456,7 @@ def test_cli_refuses_a_run_directory_with_a_model(command, modp_run_dir, factory
 @pytest.mark.skipif(torch.cuda.is_available(), reason="cuda is present here")
 def test_cli_refuses_an_unavailable_device(factory_file, tmp_path, capsys):
     argv = [*CHECK, "--model", f"{factory_file}:factory", "--device", "cuda", *SMALL_FLAGS]
-    code = main([*argv, "--test-len", "16", "--out", str(tmp_path)])
+    code = main([*argv, "--test-len", "16", "--out", str(tmp_path / "check")])
     assert_cli_error(capsys, code, ["device 'cuda' is not available here", "cpu"])
 
 

@@ -18,7 +18,7 @@ except ImportError:  # Python 3.10
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 SWEEP_NAMES = ("fig2_modp", "fig1_simple", "fig4_kgram")
 """The sweeps, in the order they run."""
-QUICK = {"steps": 60, "seeds": [0, 1], "train_lens": 2, "eval": "8,16,...,256", "samples": 32}
+QUICK = {"steps": 60, "seeds": [0, 1], "train_lens": 2, "eval": "8..256*2", "samples": 32}
 """The smoke run: steps, seeds, how many of the shortest training lengths, evaluation
 lengths and inputs per length; the checker gets 8 long inputs (one look)."""
 
