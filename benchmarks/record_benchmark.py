@@ -5,7 +5,11 @@ linearly in the input length T, while TransformerLens materialises T x T attenti
 script measures, for a 2-layer d_model=64 periodic model of ``modp:p=3`` probed at the last
 position with ``default_probes(model, period=3)``, at each length:
 
-- ``record``: ``simcheck.record(model, tokens, probes)``;
+- ``record``: ``simcheck.record(model, tokens, probes)``; these probes read attention rows in
+  every layer, so every layer runs the explicit block-by-block attention;
+- ``sdpa``: ``simcheck.record`` with only those of the probes that read no attention rows
+  (residuals, head outputs, output), so every layer runs fused through
+  ``scaled_dot_product_attention``;
 - ``bare``: ``model(tokens)`` under ``torch.no_grad()``;
 - ``run_with_cache``: ``model.run_with_cache(tokens)``;
 - ``record_hardmax``: ``simcheck.record(..., attention="hardmax")``.
@@ -49,7 +53,7 @@ import sys
 import time
 from typing import Any
 
-METHODS = ("record", "bare", "run_with_cache", "record_hardmax")
+METHODS = ("record", "sdpa", "bare", "run_with_cache", "record_hardmax")
 LAYERS, D_MODEL, PERIOD, BATCH = 2, 64, 3, 1
 FLOAT_BYTES = 4
 GIB = 1 << 30
@@ -63,7 +67,7 @@ def threads() -> int:
 QUADRATIC_TENSORS = {"run_with_cache": 4 * LAYERS, "bare": 4}
 """T x T float tensors alive at the peak: ``run_with_cache`` keeps about four per layer (scores,
 masked scores, pattern and their cached copies), a bare pass about four at a time, one layer
-after the other. `record` holds no T x T tensor, so it is never skipped."""
+after the other. `record` and ``sdpa`` hold no T x T tensor, so they are never skipped."""
 WARMUP_LENGTH = 64
 """An untimed call on this many tokens first, so one-time setup is not timed."""
 
@@ -130,6 +134,13 @@ def build() -> tuple[Any, Any, list[Any]]:
     return model, torch.Generator().manual_seed(0), default_probes(model, period=PERIOD)
 
 
+def reads_attention(probe: Any, model: Any) -> bool:
+    """Whether ``probe`` reads attention scores or weights (keeping its layer explicit)."""
+    from simcheck.probes.base import ATTENTION_HOOKS
+
+    return any(name.endswith(ATTENTION_HOOKS) for name in probe.hook_names(model))
+
+
 def current_rss_kib() -> int:
     """Resident memory now, in KiB (``/proc/self/statm``, Linux)."""
     with open("/proc/self/statm") as statm:
@@ -162,10 +173,14 @@ def measure_one(method: str, length: int, repeats: int, device: str = "cpu") -> 
     tokens = torch.randint(0, 2, (BATCH, length), generator=generator).to(where)
     cuda = where.type == "cuda"
 
+    fused_probes = [p for p in probes if not reads_attention(p, model)]
+
     @torch.no_grad()
     def call(inputs: torch.Tensor) -> None:
         if method == "record":
             simcheck.record(model, inputs, probes)
+        elif method == "sdpa":
+            simcheck.record(model, inputs, fused_probes)
         elif method == "record_hardmax":
             simcheck.record(model, inputs, probes, attention="hardmax")
         elif method == "bare":

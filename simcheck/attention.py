@@ -10,6 +10,13 @@ attention is computed as TransformerLens computes it: each of the n_key_value_he
 value heads serves its group of consecutive query heads (`_shared_heads`); shortformer
 positions arrive already added to the query and key inputs.
 
+In softmax mode a layer whose score and weight rows nobody reads (``fused_layers``) skips the
+explicit rows: `_fused_rows` hands them to ``torch.nn.functional.scaled_dot_product_attention``
+with the same q, k, v (rotated, keys and values shared per group), scale 1 / ``attn_scale``
+and causal mask, and ``hook_z`` sees the same z. Rows 0..n-1 of a layer without a score bias
+go in one causal call, with no T x T tensor at all; ALiBi and the local bias become an
+additive mask built per block of query rows (the explicit path's memory, one fused kernel).
+
 Attention modes:
 
 - ``"softmax"``: the model's own attention.
@@ -28,7 +35,7 @@ Attention modes:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -105,12 +112,108 @@ def _row_blocks(rows: list[tuple[int, int]], block: int) -> Iterator[tuple[int, 
             yield start, min(stop, start + block)
 
 
+def _explicit_rows(
+    attn: Any,
+    layer: int,
+    rows: list[tuple[int, int]],
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    z: torch.Tensor,
+    mode: AttentionMode,
+    on_rows: RowsCallback,
+) -> None:
+    """Fill ``z``'s ``rows`` with scores, weights (``mode``) and weights @ v, block by block
+    of query rows, reporting each block's scores and weights to ``on_rows``."""
+    batch, length, heads, _ = q.shape
+    block = max(1, SCORE_BUDGET // (batch * heads * length))
+    for first, stop in _row_blocks(rows, block):
+        scores = AbstractAttention.calculate_attention_scores(attn, q[:, first:stop], k[:, :stop])
+        if hasattr(attn, "add_local_bias"):  # simcheck.positions.LocallyBiasedAttention
+            # Section 4's p-bit logit is content + phi, all of it scaled by log n below
+            unit = isinstance(mode, FinitePrecision)
+            attn.add_local_bias(scores, first_query=first, unit_scale=unit)
+        if attn.cfg.positional_embedding_type == "alibi":
+            scores = scores + _alibi_bias(attn, first, stop)
+        query_pos = torch.arange(first, stop, device=scores.device)
+        future = torch.arange(stop, device=scores.device)[None, :] > query_pos[:, None]
+        scores = scores.masked_fill(future, -math.inf)
+        weights = attention_weights(scores, query_pos, mode)
+        on_rows(layer, first, stop, scores, weights)
+        z[:, first:stop] = (weights @ v[:, :stop].transpose(1, 2)).transpose(1, 2)
+
+
+def _has_score_bias(attn: Any) -> bool:
+    """Whether the layer adds a bias to its scores: simcheck's local bias or ALiBi."""
+    return hasattr(attn, "add_local_bias") or attn.cfg.positional_embedding_type == "alibi"
+
+
+def _fused_rows(
+    attn: Any,
+    layer: int,
+    rows: list[tuple[int, int]],
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    z: torch.Tensor,
+) -> None:
+    """Fill ``z``'s ``rows`` with softmax attention through
+    ``torch.nn.functional.scaled_dot_product_attention``: the same values as
+    `_explicit_rows` in softmax mode, without scores or weights in Python.
+
+    Without a score bias, rows 0..n-1 go in one causal call (no T x T tensor; SDPA's
+    ``is_causal`` aligns its mask top-left, right for a square block only) and any other run
+    of rows in blocks with an explicit boolean mask (key <= query). With simcheck's local
+    bias or ALiBi, every block gets an additive float mask [head, rows, keys] holding the bias
+    and -inf on future keys: as much memory per block as the explicit scores, but one fused
+    kernel instead of scores, softmax and weights @ v. ``scale`` is 1 / ``attn.attn_scale``,
+    so ``use_attn_scale``, ``attn_scale`` and ``scale_attn_by_inverse_layer_idx`` carry over.
+    """
+    batch, length, heads, _ = q.shape
+    scale = 1.0 / float(attn.attn_scale)
+    bias = _has_score_bias(attn)
+    q_, k_, v_ = (x.transpose(1, 2) for x in (q, k, v))  # [batch, head, pos, d_head]
+    block = max(1, SCORE_BUDGET // (batch * heads * length))
+    for run_first, run_stop in rows:
+        if run_first == 0 and not bias:
+            out = F.scaled_dot_product_attention(
+                q_[:, :, :run_stop],
+                k_[:, :, :run_stop],
+                v_[:, :, :run_stop],
+                is_causal=True,
+                scale=scale,
+            )
+            z[:, :run_stop] = out.transpose(1, 2)
+            continue
+        for first, stop in _row_blocks([(run_first, run_stop)], block):
+            query_pos = torch.arange(first, stop, device=q.device)
+            future = torch.arange(stop, device=q.device)[None, :] > query_pos[:, None]
+            if bias:
+                mask = q.new_zeros(1, heads, stop - first, stop)
+                if hasattr(attn, "add_local_bias"):
+                    attn.add_local_bias(mask, first_query=first)
+                if attn.cfg.positional_embedding_type == "alibi":
+                    mask.add_(_alibi_bias(attn, first, stop).to(mask.dtype))
+                mask.masked_fill_(future, -math.inf)
+            else:
+                mask = ~future
+            out = F.scaled_dot_product_attention(
+                q_[:, :, first:stop],
+                k_[:, :, :stop],
+                v_[:, :, :stop],
+                attn_mask=mask,
+                scale=scale,
+            )
+            z[:, first:stop] = out.transpose(1, 2)
+
+
 def _chunked_forward(
     attn: Any,
     layer: int,
     rows_for: Callable[[int, int], list[tuple[int, int]]],
     mode: AttentionMode,
     on_rows: RowsCallback,
+    fused: bool = False,
 ) -> Callable[..., torch.Tensor]:
     pos_type = attn.cfg.positional_embedding_type
 
@@ -132,23 +235,11 @@ def _chunked_forward(
         batch, length, heads, _ = q.shape
         k, v = _shared_heads(k, heads), _shared_heads(v, heads)
         z = v.new_zeros(batch, length, heads, v.shape[-1])
-        block = max(1, SCORE_BUDGET // (batch * heads * length))
-        for first, stop in _row_blocks(rows_for(layer, length), block):
-            scores = AbstractAttention.calculate_attention_scores(
-                attn, q[:, first:stop], k[:, :stop]
-            )
-            if hasattr(attn, "add_local_bias"):  # simcheck.positions.LocallyBiasedAttention
-                # Section 4's p-bit logit is content + phi, all of it scaled by log n below
-                unit = isinstance(mode, FinitePrecision)
-                attn.add_local_bias(scores, first_query=first, unit_scale=unit)
-            if pos_type == "alibi":
-                scores = scores + _alibi_bias(attn, first, stop)
-            query_pos = torch.arange(first, stop, device=scores.device)
-            future = torch.arange(stop, device=scores.device)[None, :] > query_pos[:, None]
-            scores = scores.masked_fill(future, -math.inf)
-            weights = attention_weights(scores, query_pos, mode)
-            on_rows(layer, first, stop, scores, weights)
-            z[:, first:stop] = (weights @ v[:, :stop].transpose(1, 2)).transpose(1, 2)
+        rows = rows_for(layer, length)
+        if fused:
+            _fused_rows(attn, layer, rows, q, k, v, z)
+        else:
+            _explicit_rows(attn, layer, rows, q, k, v, z, mode, on_rows)
         z = attn.hook_z(z)
         w_out = einops.rearrange(attn.W_O, "head d_head d_model -> d_model (head d_head)")
         return F.linear(z.reshape(batch, length, -1), w_out, attn.b_O)
@@ -191,15 +282,24 @@ def chunked_attention(
     rows_for: Callable[[int, int], list[tuple[int, int]]],
     mode: AttentionMode,
     on_rows: RowsCallback,
+    fused_layers: Collection[int] = (),
 ) -> Iterator[None]:
     """Within the block, every attention layer of ``model`` computes only the query rows
     ``rows_for(layer, length)`` (a list of [first, stop) ranges; other rows output zero),
-    in blocks of rows, with ``mode``'s weights, and reports each block to ``on_rows``."""
+    in blocks of rows, with ``mode``'s weights, and reports each block to ``on_rows``.
+
+    In softmax mode the layers in ``fused_layers`` (those whose scores and weights nobody
+    reads) instead compute their rows with ``scaled_dot_product_attention`` (`_fused_rows`)
+    and report nothing to ``on_rows``; ``hook_z`` and the output are the same. Finite
+    precision computes every layer explicitly."""
+    fused = set(fused_layers) if mode == "softmax" else set()
     patched = []
     try:
         for layer, block in enumerate(model.blocks):
             # an instance attribute shadows the class's forward; deleting it restores it
-            block.attn.forward = _chunked_forward(block.attn, layer, rows_for, mode, on_rows)
+            block.attn.forward = _chunked_forward(
+                block.attn, layer, rows_for, mode, on_rows, fused=layer in fused
+            )
             patched.append(block.attn)
         yield
     finally:

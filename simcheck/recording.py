@@ -6,6 +6,9 @@ Two engines, the same results:
   layer runs block by block of query rows against only the keys they can see, so memory is
   linear in the input length T; the deepest layer a probe needs computes only the query
   rows, and layers past it are not run at all. Finite-precision attention is available here.
+  In softmax mode a layer whose attention scores and weights (``ATTENTION_HOOKS``) no probe
+  reads runs through ``scaled_dot_product_attention`` instead of explicit rows: faster, and
+  (without ALiBi or a local bias) with no T x T block at all.
 - **hooks** (other models, e.g. a TransformerLens 4.x ``TransformerBridge``): one
   ``run_with_hooks`` pass per batch; each hook slices its value to the query positions at
   once, but the model itself still builds full T x T attention.
@@ -273,7 +276,9 @@ def _run_chunked(
         return query_runs if layer == last else [(0, n)]
 
     stop = None if deepest >= n_layers else max(deepest, 0) + 1
-    with chunked_attention(model, rows_for, mode, batch.on_rows):
+    # layers whose attention rows no probe reads run fused (softmax mode only)
+    fused = set(range(n_layers)) - {layer for layer, _ in batch.rows}
+    with chunked_attention(model, rows_for, mode, batch.on_rows, fused_layers=fused):
         model.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=stop)
     for probe, hook_name in wanted:
         if hook_name.endswith(ATTENTION_HOOKS):

@@ -139,8 +139,18 @@ def test_layers_past_the_deepest_probe_are_not_run(monkeypatch):
     model = two_layer("none")
     tokens = random_tokens(2)
     rows = count_weight_rows(monkeypatch)
+    fused: list[tuple[int, list[tuple[int, int]]]] = []  # no probe reads attention: fused
+    fused_rows = simcheck.attention._fused_rows
+    monkeypatch.setattr(
+        simcheck.attention,
+        "_fused_rows",
+        lambda attn, layer, runs, *rest: (
+            fused.append((layer, runs)) or fused_rows(attn, layer, runs, *rest)
+        ),
+    )
     recording = simcheck.record(model, tokens, [Residual(0)], positions=[3, 9])
-    assert rows == [1, 1]  # one pass over the batch: layer 0, its two query rows only
+    # one pass over the batch: layer 0, its two query rows only
+    assert rows == [] and fused == [(0, [(3, 4), (9, 10)])]
     _, cache = model.run_with_cache(tokens)
     torch.testing.assert_close(
         recording["resid_post.L0"], cache["blocks.0.hook_resid_post"][:, [3, 9]]
