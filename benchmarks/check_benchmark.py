@@ -60,33 +60,15 @@ def threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", "2"))
 
 
-def available_devices() -> list[str]:
-    """Every device torch can use here: cpu, then each cuda device, then mps."""
-    present = ["cpu"]
-    if torch.cuda.is_available():
-        present += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        present.append("mps")
-    return present
-
-
-def parse_device(name: str) -> torch.device:
+def parse_device(name: str) -> Any:
     """``name`` as a ``torch.device`` that is available here; else exit with a one-line error."""
+    from simcheck.adapter import parse_device as device_present
+    from simcheck.errors import SimcheckError
+
     try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        sys.exit(f"check_benchmark: unknown device {name!r}; use cpu, cuda, cuda:N or mps")
-    present = available_devices()
-    if device.type == "cuda" and torch.cuda.is_available():
-        index = torch.cuda.current_device() if device.index is None else device.index
-        if index < torch.cuda.device_count():
-            return torch.device("cuda", index)
-    elif device.type in present:  # cpu, or an available mps
-        return device
-    sys.exit(
-        f"check_benchmark: device '{name}' is not available here; devices present: "
-        f"{', '.join(present)}"
-    )
+        return device_present(name)
+    except SimcheckError as err:
+        sys.exit(f"check_benchmark: {err}")
 
 
 def default_devices() -> str:

@@ -74,27 +74,13 @@ WARMUP_LENGTH = 64
 
 def parse_device(name: str) -> Any:
     """``name`` as a ``torch.device`` that is available here; else exit with a one-line error."""
-    import torch
+    from simcheck.adapter import parse_device as device_present
+    from simcheck.errors import SimcheckError
 
     try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        sys.exit(f"record_benchmark: unknown device {name!r}; use cpu, cuda, cuda:N or mps")
-    present = ["cpu"]
-    if torch.cuda.is_available():
-        present += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        present.append("mps")
-    if device.type == "cuda" and torch.cuda.is_available():
-        index = torch.cuda.current_device() if device.index is None else device.index
-        if index < torch.cuda.device_count():
-            return torch.device("cuda", index)
-    elif device.type in present:  # cpu, or an available mps
-        return device
-    sys.exit(
-        f"record_benchmark: device '{name}' is not available here; devices present: "
-        f"{', '.join(present)}"
-    )
+        return device_present(name)
+    except SimcheckError as err:
+        sys.exit(f"record_benchmark: {err}")
 
 
 def device_name(device: Any) -> str:

@@ -203,24 +203,40 @@ def _run_trained_positions(run: Run, adapter: ModelAdapter | None) -> int:
     return run.train_len + len(adapter.prefix if adapter else ())
 
 
-def _moved(model: Any, device: str | torch.device) -> Any:
+def devices_present() -> list[str]:
+    """Every device torch can use here: cpu, then each cuda device, then mps."""
+    present = ["cpu"]
+    if torch.cuda.is_available():
+        present += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        present.append("mps")
+    return present
+
+
+def parse_device(name: str | torch.device) -> torch.device:
+    """``name`` as a ``torch.device`` present here (``cuda`` means the current cuda device);
+    a one-line `SimcheckError` for an unknown or absent device."""
     try:
-        device = torch.device(device)
+        device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise SimcheckError(f"unknown device {device!r}; use cpu, cuda, cuda:1 or mps") from None
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-    }
-    if not available.get(device.type, False):
-        present = [name for name, ok in available.items() if ok]
-        raise SimcheckError(
-            f"device '{device}' is not available here; devices present: {', '.join(present)}"
-        )
+        raise SimcheckError(f"unknown device {name!r}; use cpu, cuda, cuda:1 or mps") from None
+    present = devices_present()
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index < torch.cuda.device_count():
+            return torch.device("cuda", index)
+    elif device.type in present:  # cpu, or an available mps
+        return device
+    raise SimcheckError(
+        f"device '{name}' is not available here; devices present: {', '.join(present)}"
+    )
+
+
+def _moved(model: Any, device: str | torch.device) -> Any:
+    where = parse_device(device)
     if isinstance(model, HookedTransformer):  # its ``to`` prints unless told not to
-        return model.to(device, print_details=False)
-    return model.to(device)
+        return model.to(where, print_details=False)
+    return model.to(where)
 
 
 def _check_fit(subject: Subject) -> None:
