@@ -10,22 +10,29 @@ position, and is timed over ``--steps`` steps after 20 untimed warm-up steps:
   deterministic kernels, grad clipping, scheduler, metrics, checkpoints and loss plot)
   divided into steps; the warm-up is a separate 20-step call. The row ``simcheck.train
   (logged)`` uses the ``seconds`` that the run itself logs in ``metrics.jsonl`` (time since
-  the loop started, at the last step), which leaves out setup and the final checkpoint;
+  the loop started, at the last step), which leaves out setup and the final checkpoint.
+  Its training forward is the fused one (`simcheck.stacked_forward`, the default); the row
+  ``forward="hooked"`` trains through the `HookedTransformer` itself;
+- ``ensemble of K``: `simcheck.ensemble.train_ensemble` on K members (seeds and data
+  seeds 0..K-1, the same settings), counted in member-steps per second (the whole call);
 - ``HookedTransformer loop``: a bare AdamW loop over the same ``HookedTransformer``,
   ``model(tokens)[:, -1, 0]``;
 - ``plain torch``: the same architecture written in plain torch with
-  ``torch.nn.functional.scaled_dot_product_attention``.
+  ``torch.nn.functional.scaled_dot_product_attention``, computed at every position as a
+  plain implementation does (the fused forward computes the last layer at the read
+  position only, which is where part of its speed comes from).
 
 Each way is repeated ``--repeats`` times, and the table shows the median steps/s and its
 ratio to plain torch. Run:
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_benchmark.py --steps 400 --repeats 3
+    OMP_NUM_THREADS=1 python benchmarks/train_benchmark.py --steps 400 --repeats 3 --ensemble 8
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -38,6 +45,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import simcheck
+from simcheck.ensemble import Member, train_ensemble
+from simcheck.models import ModelSpec
+from simcheck.train_config import TrainConfig
 
 TASK = "modp:p=3"
 D_MODEL = 32
@@ -114,26 +124,26 @@ def time_plain(task, steps: int) -> float:
     return steps / _loop(model, task, steps)
 
 
-def _train(task, out: Path, steps: int) -> None:
-    simcheck.train(
-        task,
-        out,
-        pos="periodic",
-        d_model=D_MODEL,
-        train_len=TRAIN_LEN,
-        steps=steps,
-        batch_size=BATCH,
-        progress=False,
+def _config(steps: int, seed: int = 0, forward: str = "fused") -> tuple[ModelSpec, TrainConfig]:
+    spec = ModelSpec.for_task(simcheck.get_task(TASK), pos="periodic", d_model=D_MODEL, seed=seed)
+    config = TrainConfig(
+        train_len=TRAIN_LEN, steps=steps, batch_size=BATCH, data_seed=seed, forward=forward
     )
+    return spec, config
 
 
-def time_train(task, steps: int) -> tuple[float, float | None]:
+def _train(task, out: Path, steps: int, forward: str) -> None:
+    spec, config = _config(steps, forward=forward)
+    simcheck.train(task, out, model=spec, config=config, progress=False)
+
+
+def time_train(task, steps: int, forward: str = "fused") -> tuple[float, float | None]:
     """Steps/s of the whole call, and from the run's own logged seconds (None if absent)."""
     with tempfile.TemporaryDirectory() as tmp:
-        _train(task, Path(tmp) / "warmup", WARMUP)
+        _train(task, Path(tmp) / "warmup", WARMUP, forward)
         out = Path(tmp) / "run"
         started = time.perf_counter()
-        _train(task, out, steps)
+        _train(task, out, steps, forward)
         whole = steps / (time.perf_counter() - started)
         logged = None
         metrics = out / "metrics.jsonl"
@@ -145,6 +155,23 @@ def time_train(task, steps: int) -> tuple[float, float | None]:
     return whole, logged
 
 
+def _logged(task, steps: int) -> float:
+    """Logged steps/s of ``simcheck.train`` with the hooked forward."""
+    return time_train(task, steps, forward="hooked")[1] or math.nan
+
+
+def time_ensemble(task, steps: int, members: int) -> float:
+    """Member-steps/s of one `train_ensemble` call on ``members`` models."""
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = [
+            Member(task, Path(tmp) / f"m{seed}", *_config(steps, seed=seed))
+            for seed in range(members)
+        ]
+        started = time.perf_counter()
+        train_ensemble(jobs)
+        return members * steps / (time.perf_counter() - started)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -153,6 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=400, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, default=1, help="repeats (median is shown)")
+    parser.add_argument("--ensemble", type=int, default=8, help="members of the ensemble row")
     args = parser.parse_args()
     torch.set_num_threads(1)
     task = simcheck.get_task(TASK)
@@ -160,13 +188,19 @@ def main() -> None:
     results: dict[str, list[float]] = {
         "simcheck.train (whole call)": [],
         "simcheck.train (logged seconds)": [],
+        'simcheck.train, forward="hooked" (logged seconds)': [],
         "HookedTransformer loop": [],
         "plain torch (SDPA)": [],
     }
+    ensemble_row = f"ensemble of {args.ensemble} (member-steps/s, whole call)"
     ways: list[tuple[str, Callable[[], float]]] = [
         ("HookedTransformer loop", lambda: time_hooked(task, args.steps)),
         ("plain torch (SDPA)", lambda: time_plain(task, args.steps)),
+        ('simcheck.train, forward="hooked" (logged seconds)', lambda: _logged(task, args.steps)),
     ]
+    if args.ensemble > 1:
+        results[ensemble_row] = []
+        ways.append((ensemble_row, lambda: time_ensemble(task, args.steps, args.ensemble)))
     for _ in range(args.repeats):
         whole, logged = time_train(task, args.steps)
         results["simcheck.train (whole call)"].append(whole)

@@ -25,10 +25,10 @@ seeds, versions and the command.
 Writes ``paper_fig1_simple.png``, ``paper_fig2_modp.png``, ``paper_fig3_attention.png``,
 ``paper_fig4_kgram.png`` and ``paper_figures.md`` into ``examples/results/`` (``--quick``:
 into ``runs/paper-quick``, a smoke run with 2 seeds, the 2 shortest training lengths, 60
-steps and shorter evaluations: about 1 minute on 2 cores). The full sweeps took 532 s,
-422 s, and 709 s + 1169 s (Figure 4's one-head and two-head grids) of wall time, 47 minutes
-together, on 2 CPU cores with OMP_NUM_THREADS=1 and 2 workers, on a machine busy with other
-work as well; drawing from finished sweeps takes a few seconds.
+steps and shorter evaluations: about 1 minute on 2 cores). The full sweeps took 433 s,
+273 s and 2367 s of wall time (51 minutes together, four fifths of it the two-layer k-gram
+models), on 2 CPU cores with OMP_NUM_THREADS=1 and 2 workers; drawing from finished sweeps
+takes a few seconds.
 ``examples/REPRODUCTION.md`` compares the results with the paper's claims.
 """
 

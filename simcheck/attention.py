@@ -214,6 +214,7 @@ def _chunked_forward(
     mode: AttentionMode,
     on_rows: RowsCallback,
     fused: bool = False,
+    read_rows: list[tuple[int, int]] | None = None,
 ) -> Callable[..., torch.Tensor]:
     pos_type = attn.cfg.positional_embedding_type
 
@@ -238,6 +239,10 @@ def _chunked_forward(
         rows = rows_for(layer, length)
         if fused:
             _fused_rows(attn, layer, rows, q, k, v, z)
+        elif read_rows is not None and mode == "softmax":
+            # every row fused, then the rows that are read again explicitly (same z)
+            _fused_rows(attn, layer, rows, q, k, v, z)
+            _explicit_rows(attn, layer, _clipped(read_rows, length), q, k, v, z, mode, on_rows)
         else:
             _explicit_rows(attn, layer, rows, q, k, v, z, mode, on_rows)
         z = attn.hook_z(z)
@@ -245,6 +250,11 @@ def _chunked_forward(
         return F.linear(z.reshape(batch, length, -1), w_out, attn.b_O)
 
     return forward
+
+
+def _clipped(rows: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
+    """``rows`` ([first, stop) ranges) cut to positions below ``length``."""
+    return [(first, min(stop, length)) for first, stop in rows if first < length]
 
 
 CHUNKED_POSITIONS = ("standard", "shortformer", "rotary", "alibi")
@@ -283,6 +293,7 @@ def chunked_attention(
     mode: AttentionMode,
     on_rows: RowsCallback,
     fused_layers: Collection[int] = (),
+    read_rows: list[tuple[int, int]] | None = None,
 ) -> Iterator[None]:
     """Within the block, every attention layer of ``model`` computes only the query rows
     ``rows_for(layer, length)`` (a list of [first, stop) ranges; other rows output zero),
@@ -290,7 +301,9 @@ def chunked_attention(
 
     In softmax mode the layers in ``fused_layers`` (those whose scores and weights nobody
     reads) instead compute their rows with ``scaled_dot_product_attention`` (`_fused_rows`)
-    and report nothing to ``on_rows``; ``hook_z`` and the output are the same. Finite
+    and report nothing to ``on_rows``; ``hook_z`` and the output are the same. With
+    ``read_rows`` (the query rows whose scores and weights are read), the other layers also
+    compute every row fused and then only ``read_rows`` explicitly, reporting those. Finite
     precision computes every layer explicitly."""
     fused = set(fused_layers) if mode == "softmax" else set()
     patched = []
@@ -298,8 +311,9 @@ def chunked_attention(
         for layer, block in enumerate(model.blocks):
             # an instance attribute shadows the class's forward; deleting it restores it
             block.attn.forward = _chunked_forward(
-                block.attn, layer, rows_for, mode, on_rows, fused=layer in fused
-            )
+                block.attn, layer, rows_for, mode, on_rows, fused=layer in fused,
+                read_rows=read_rows,
+            )  # fmt: skip
             patched.append(block.attn)
         yield
     finally:

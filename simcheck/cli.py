@@ -42,7 +42,7 @@ from simcheck.model_spec import (
     ModelSpec,
 )
 from simcheck.paths import check_output_dir, check_output_file
-from simcheck.train_config import TrainConfig
+from simcheck.train_config import TRAIN_FORWARDS, TrainConfig
 
 DEFAULT_EVAL_LENGTHS = "8..1024*2"
 """``simcheck eval``'s test lengths: 8, 16, ..., 1024."""
@@ -190,6 +190,9 @@ TRAIN_FLAGS = {
     "pos_offsets": _Flag("--pos-offsets", "random position offsets for learned positions"),
     "log_every": _Flag("--log-every", "steps between metric lines"),
     "checkpoint_every": _Flag("--checkpoint-every", "steps between checkpoints"),
+    "forward": _Flag(
+        "--forward", "training forward pass: fused (fast) or hooked", choices=TRAIN_FORWARDS
+    ),
 }
 """The flag of every `TrainConfig` field."""
 
@@ -514,6 +517,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         threads=args.threads,
         address=args.address,
         progress=not args.quiet,
+        **({} if args.ensemble is None else {"ensemble": args.ensemble}),
     )
     print(result.summary())
     return 1 if result.failed else 0
@@ -756,6 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--backend", choices=("local", "ray"), default="local")
     sw.add_argument("--workers", type=int, help="parallel points (default: CPUs / threads)")
     sw.add_argument("--threads", type=int, default=1, help="torch threads per point (1)")
+    sw.add_argument(
+        "--ensemble",
+        type=int,
+        help="most one-layer points that train together as one ensemble; 1 = each alone "
+        "(default: 8)",
+    )
     sw.add_argument("--address", help="Ray cluster address for --backend ray (default: local)")
     sw.add_argument("--dry-run", action="store_true", help="list the points and stop")
     sw.set_defaults(func=cmd_sweep)

@@ -31,6 +31,7 @@ from simcheck.model_spec import POSITION_FREE_CTX as POSITION_FREE_CTX
 from simcheck.model_spec import POSITIONAL_ENCODINGS as POSITIONAL_ENCODINGS
 from simcheck.model_spec import ModelSpec as ModelSpec
 from simcheck.positions import LocallyBiasedAttention, PeriodicPosEmbed
+from simcheck.stacked_forward import fast_path_problem, member_views, stacked_logits
 from simcheck.tasks import Task
 
 _TL_TYPE = {"learned": "standard", "rotary": "rotary", "alibi": "alibi"}
@@ -145,8 +146,18 @@ def last_outputs(
     model: HookedTransformer, tokens: torch.Tensor, batch_size: int | None = None
 ) -> torch.Tensor:
     """The model's raw output at the last position, [batch, d_vocab_out], computed in chunks
-    small enough for long inputs."""
+    small enough for long inputs. simcheck's own models go through the fused forward
+    (`simcheck.stacked_forward`: the same function, with the last layer at the last
+    position only); any other `HookedTransformer` through its own forward."""
     check_input_length(model, tokens.shape[1])
     size = batch_size or auto_batch_size(model, tokens.shape[1])
-    chunks = [model(chunk)[:, -1, :] for chunk in tokens.split(size)]
+    if fast_path_problem(model) is None:
+        check_token_input(model, tokens)
+        params = member_views(model)
+        last = torch.tensor([tokens.shape[1] - 1], device=tokens.device)
+        chunks = [
+            stacked_logits(model, params, chunk[None], last)[0] for chunk in tokens.split(size)
+        ]
+    else:
+        chunks = [model(chunk)[:, -1, :] for chunk in tokens.split(size)]
     return torch.cat(chunks).float()

@@ -278,7 +278,9 @@ def _run_chunked(
     stop = None if deepest >= n_layers else max(deepest, 0) + 1
     # layers whose attention rows no probe reads run fused (softmax mode only)
     fused = set(range(n_layers)) - {layer for layer, _ in batch.rows}
-    with chunked_attention(model, rows_for, mode, batch.on_rows, fused_layers=fused):
+    with chunked_attention(
+        model, rows_for, mode, batch.on_rows, fused_layers=fused, read_rows=query_runs
+    ):
         model.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=stop)
     for probe, hook_name in wanted:
         if hook_name.endswith(ATTENTION_HOOKS):

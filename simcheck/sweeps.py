@@ -26,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import itertools
 import json
+import math
 import os
 import signal
 import sys
@@ -68,6 +70,13 @@ RUNS_DIR = "runs"
 TIMING_COLUMNS = ("train_s", "eval_s", "check_s", "total_s")
 """Columns that measure time, the only ones that differ between two runs of a sweep."""
 ATTEMPTS = 2
+ENSEMBLE_MAX_LAYERS = 1
+"""Deepest models that train as ensembles in a sweep. On CPU cores a one-layer model's step
+is mostly fixed cost, which an ensemble shares; deeper models are compute-bound, and the
+padding of each member's batch to the longest costs more than the sharing saves
+(``benchmarks/train_benchmark.py``)."""
+DEFAULT_ENSEMBLE = 8
+"""Most points per ensemble in a sweep (1 trains every point alone)."""
 """A failing point is tried this many times per sweep run (once, then retried once)."""
 PR_SET_PDEATHSIG = 1
 """Linux's ``prctl`` option: the signal a process gets when its parent dies."""
@@ -81,6 +90,7 @@ def execute_point(
     threads: int,
     attempt: int,
     imports: tuple[str, ...] = (),
+    trained_s: float = 0.0,
 ) -> dict[str, Any]:
     """Train (or resume), evaluate and check one point, record its row in
     ``root/points/<point>.json`` (atomically: a point is recorded whole or not at all, and
@@ -88,23 +98,101 @@ def execute_point(
     ``{"error": ..., "traceback": ...}``. Runs in a worker process (local pool or Ray task),
     so it takes and returns plain data, and records the point itself, so that a finished
     point is kept even when the driver is gone; ``attempt`` counts this sweep run's tries of
-    the point, ``imports`` are the spec's modules that register tasks."""
+    the point, ``imports`` are the spec's modules that register tasks, ``trained_s`` the
+    seconds it trained before this call (its share of an ensemble), counted in ``train_s``."""
     import torch
 
     torch.set_num_threads(threads)
     try:
         import_modules(imports)
         parsed = Point.from_dict(point)
-        row = run_point(parsed, settings, Path(root))
+        row = run_point(parsed, settings, Path(root), trained_s)
         _record_success(Path(root), settings_digest(settings), parsed, row, attempt)
         return {"row": row}
     except Exception as err:  # reported to the driver, which retries or records the failure
-        return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+        return _failure(err)
 
 
-def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, Any]:
+def run_group(
+    points: list[dict[str, Any]],
+    settings: dict[str, Any],
+    root: str,
+    threads: int,
+    attempt: int,
+    imports: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """`execute_point` for each of a group of points, one outcome per point, in order. A
+    group of several trains first as one ensemble (`simcheck.ensemble`), then each point is
+    evaluated, checked and recorded on its own; a member whose training fails gets its
+    error and the others go on."""
+    failed: dict[int, BaseException] = {}
+    share = 0.0
+    if len(points) > 1:
+        import torch
+
+        from simcheck.ensemble import Member, train_ensemble
+        from simcheck.tasks import get_task
+
+        torch.set_num_threads(threads)
+        try:
+            import_modules(imports)
+            parsed = [Point.from_dict(point) for point in points]
+            members = [
+                Member(get_task(p.task), Path(root) / RUNS_DIR / p.name, p.model_spec(),
+                       p.train_config())
+                for p in parsed
+            ]  # fmt: skip
+            started = time.perf_counter()
+            trained = train_ensemble(members)
+            share = (time.perf_counter() - started) / len(points)
+        except Exception as err:  # the whole group fails; the driver retries each point alone
+            return [_failure(err)] * len(points)
+        failed = {i: r for i, r in enumerate(trained) if isinstance(r, Exception)}
+    return [
+        _failure(failed[i])
+        if i in failed
+        else execute_point(point, settings, root, threads, attempt, imports, share)
+        for i, point in enumerate(points)
+    ]
+
+
+def _failure(err: BaseException) -> dict[str, Any]:
+    """A point's outcome when ``err`` stopped it (with its traceback, when it has one)."""
+    trace = "".join(traceback.format_exception(err)) if err.__traceback__ else ""
+    return {"error": f"{type(err).__name__}: {err}", "traceback": trace}
+
+
+def ensemble_groups(points: Sequence[Point], size: int, workers: int) -> list[list[Point]]:
+    """Split ``points`` into the groups that train together: points that can share an
+    ensemble (`simcheck.ensemble.ensemble_key`) and have at most `ENSEMBLE_MAX_LAYERS`
+    layers, at most ``size`` per group and spread over at least ``workers`` groups where
+    there are enough, grouped by training length; the others one per group."""
+    from simcheck.ensemble import ensemble_key
+
+    keyed: dict[Any, list[Point]] = {}
+    groups: list[list[Point]] = []
+    for point in points:
+        spec = point.model_spec()
+        key = ensemble_key(spec, point.train_config())
+        if size > 1 and key is not None and spec.n_layers <= ENSEMBLE_MAX_LAYERS:
+            keyed.setdefault(key, []).append(point)
+        else:
+            groups.append([point])
+    for members in keyed.values():
+        # similar lengths together: a step pads every member to the longest input drawn
+        members = sorted(members, key=lambda p: p.train_config().train_len)
+        count = max(math.ceil(len(members) / size), min(workers, len(members)))
+        bounds = [round(i * len(members) / count) for i in range(count + 1)]
+        groups += [members[a:b] for a, b in itertools.pairwise(bounds)]
+    return groups
+
+
+def run_point(
+    point: Point, settings: dict[str, Any], root: Path, trained_s: float = 0.0
+) -> dict[str, Any]:
     """Train (resuming a started run), evaluate and check ``point`` under ``root/runs``;
-    return its row of the results table. ``settings`` is `SweepSpec.settings`."""
+    return its row of the results table. ``settings`` is `SweepSpec.settings`; ``trained_s``
+    as in `execute_point`."""
     from simcheck.check_config import CheckConfig
     from simcheck.checker import check
     from simcheck.evaluation import evaluate
@@ -115,7 +203,7 @@ def run_point(point: Point, settings: dict[str, Any], root: Path) -> dict[str, A
 
     task = get_task(point.task)
     run_dir = root / RUNS_DIR / point.name
-    started = time.perf_counter()
+    started = time.perf_counter() - trained_s
     if (run_dir / SPEC_FILE).exists():
         run = resume_training(run_dir, task=task, progress=False)
     else:
@@ -211,7 +299,7 @@ def _exit_with_driver(lifeline: Connection) -> None:
 
 
 def _local_outcomes(
-    points: Sequence[Point],
+    groups: Sequence[list[Point]],
     attempt: int,
     settings: dict[str, Any],
     root: Path,
@@ -219,11 +307,12 @@ def _local_outcomes(
     workers: int,
     imports: tuple[str, ...],
 ) -> Outcomes:
-    """Run the points on a pool of ``workers`` spawned processes, at most one point per worker
-    in flight; yield each as it ends. A worker that dies breaks the pool: the points in flight
-    fail (the driver retries them) and a fresh pool takes the rest. Each pool's workers hold
-    the read end of a pipe whose write end only this process holds (`_worker_init`)."""
-    queue = list(points)
+    """Run the groups of points (`run_group`) on a pool of ``workers`` spawned processes, at
+    most one group per worker in flight; yield each point as its group ends. A worker that
+    dies breaks the pool: the points in flight fail (the driver retries them) and a fresh
+    pool takes the rest. Each pool's workers hold the read end of a pipe whose write end
+    only this process holds (`_worker_init`)."""
+    queue = list(groups)
     job = (settings, str(root), threads, attempt, imports)
     context = get_context("spawn")
     while queue:
@@ -235,24 +324,27 @@ def _local_outcomes(
             initargs=(lifeline,),
         )
         with held, lifeline, pool:  # the pool shuts down first, then the pipe closes
-            futures: dict[Future, Point] = {}
+            futures: dict[Future, list[Point]] = {}
             broken = False
             try:
                 while (queue or futures) and not broken:
                     while queue and len(futures) < workers:
-                        point = queue.pop(0)
-                        futures[pool.submit(execute_point, point.to_dict(), *job)] = point
+                        group = queue.pop(0)
+                        dicts = [point.to_dict() for point in group]
+                        futures[pool.submit(run_group, dicts, *job)] = group
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
                     for future in done:
-                        point = futures.pop(future)
+                        group = futures.pop(future)
                         try:
-                            outcome = future.result()
+                            outcomes = future.result()
                         except BrokenProcessPool:
                             broken = True
-                            outcome = {"error": "its worker process died (out of memory or killed)"}
-                        yield point, outcome
-                for point in futures.values():  # in flight when the pool broke
-                    yield point, {"error": "a worker process died while it ran"}
+                            died = {"error": "its worker process died (out of memory or killed)"}
+                            outcomes = [died] * len(group)
+                        yield from zip(group, outcomes, strict=True)
+                for group in futures.values():  # in flight when the pool broke
+                    for point in group:
+                        yield point, {"error": "a worker process died while it ran"}
                 futures.clear()
             finally:
                 for future in futures:
@@ -260,7 +352,7 @@ def _local_outcomes(
 
 
 def _ray_outcomes(
-    points: Sequence[Point],
+    groups: Sequence[list[Point]],
     attempt: int,
     settings: dict[str, Any],
     root: Path,
@@ -269,7 +361,8 @@ def _ray_outcomes(
     address: str | None,
     imports: tuple[str, ...],
 ) -> Outcomes:
-    """Run the points as Ray tasks (``threads`` CPUs each); yield each as it ends. Starts a
+    """Run the groups of points as Ray tasks (``threads`` CPUs each); yield each point as
+    its group ends. Starts a
     local Ray instance with ``workers * threads`` CPUs when none is running and ``address``
     is None, and shuts it down after."""
     try:
@@ -292,19 +385,20 @@ def _ray_outcomes(
                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                 "check --address (start a cluster with `ray start --head`) or use --backend local"
             ) from None
-    task = ray.remote(execute_point).options(num_cpus=threads, max_retries=0)
+    task = ray.remote(run_group).options(num_cpus=threads, max_retries=0)
     job = (settings, str(root), threads, attempt, imports)
-    refs = {task.remote(p.to_dict(), *job): p for p in points}
+    refs = {task.remote([p.to_dict() for p in group], *job): group for group in groups}
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
             for ref in ready:
-                point = refs.pop(ref)
+                group = refs.pop(ref)
                 try:
-                    outcome = ray.get(ref)
+                    outcomes = ray.get(ref)
                 except ray.exceptions.RayError as err:
-                    outcome = {"error": f"the Ray task failed: {type(err).__name__}: {err}"}
-                yield point, outcome
+                    failed = {"error": f"the Ray task failed: {type(err).__name__}: {err}"}
+                    outcomes = [failed] * len(group)
+                yield from zip(group, outcomes, strict=True)
     finally:
         for ref in refs:  # left over when the driver stops early (Ctrl-C)
             ray.cancel(ref, force=True)
@@ -370,6 +464,7 @@ def sweep(
     workers: int | None = None,
     threads: int = 1,
     address: str | None = None,
+    ensemble: int = DEFAULT_ENSEMBLE,
     progress: bool = True,
 ) -> SweepResult:
     """Run every point of ``spec`` (a TOML path, a dict of the same shape, or a `SweepSpec`)
@@ -382,6 +477,10 @@ def sweep(
         threads: torch threads per point (recorded: results depend on it in the last bits).
         address: a Ray cluster's address (``"auto"``, ``"ray://host:10001"``); ``out`` must
             then be on a filesystem every node sees.
+        ensemble: most points that train together as one ensemble (`simcheck.ensemble`;
+            one-layer models with the same architecture and batch size); 1 trains each
+            point alone. A point's weights then depend on its ensemble's other members in
+            float rounding only; a retried point trains alone.
     """
     spec = load_spec(spec)
     if backend not in BACKENDS:
@@ -390,13 +489,15 @@ def sweep(
         raise SimcheckError(f"threads must be >= 1, got {threads}")
     if workers is not None and workers < 1:
         raise SimcheckError(f"workers must be >= 1, got {workers}")
+    if ensemble < 1:
+        raise SimcheckError(f"ensemble must be >= 1 (1 trains each point alone), got {ensemble}")
     workers = workers or max(1, (os.cpu_count() or 1) // threads)
     root = Path(out if out is not None else default_sweep_dir(spec)).resolve()
     root.mkdir(parents=True, exist_ok=True)
     (root / POINTS_DIR).mkdir(exist_ok=True)
     _check_paths(root, spec)
     settings = spec.settings()
-    _write_manifest(root, spec, settings, threads)
+    _write_manifest(root, spec, settings, threads, ensemble)
     reused = [p.name for p in spec.points if point_finished(root, p, spec)]
     pending = [p for p in spec.points if p.name not in set(reused)]
     if progress:
@@ -407,10 +508,12 @@ def sweep(
 
     def outcomes(points: Sequence[Point], attempt: int) -> Outcomes:
         job = (settings, root, threads)
+        size = ensemble if attempt == 1 else 1  # a retried point trains alone
+        groups = ensemble_groups(points, size, workers)
         if backend == "ray":
-            return _ray_outcomes(points, attempt, *job, workers, address, spec.imports)
-        workers_needed = min(workers, len(points))
-        return _local_outcomes(points, attempt, *job, workers_needed, spec.imports)
+            return _ray_outcomes(groups, attempt, *job, workers, address, spec.imports)
+        workers_needed = min(workers, len(groups))
+        return _local_outcomes(groups, attempt, *job, workers_needed, spec.imports)
 
     ran, failed = _drive(root, spec, pending, outcomes, progress, len(reused))
     table = write_results(root, spec)
@@ -522,7 +625,9 @@ def _record_failure(root: Path, point: Point, outcome: dict[str, Any], attempts:
     )
 
 
-def _write_manifest(root: Path, spec: SweepSpec, settings: dict[str, Any], threads: int) -> None:
+def _write_manifest(
+    root: Path, spec: SweepSpec, settings: dict[str, Any], threads: int, ensemble: int
+) -> None:
     write_json(
         root / MANIFEST_FILE,
         {
@@ -531,6 +636,7 @@ def _write_manifest(root: Path, spec: SweepSpec, settings: dict[str, Any], threa
             "settings": settings,
             "settings_digest": spec.settings_digest,
             "threads": threads,
+            "ensemble": ensemble,
             "points": [{"name": p.name, **p.to_dict()} for p in spec.points],
             "versions": library_versions(),
             "source_revision": source_revision(),

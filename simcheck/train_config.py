@@ -15,6 +15,11 @@ from typing import Any
 from simcheck.errors import SimcheckError
 from simcheck.fields import check_field_types
 
+TRAIN_FORWARDS: tuple[str, ...] = ("fused", "hooked")
+"""How a training step computes the model: ``fused`` (`simcheck.stacked_forward`: the same
+function and parameters through batched products and fused attention, about twice as fast)
+or ``hooked`` (the `HookedTransformer` itself, every hook point on the way)."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -36,6 +41,10 @@ class TrainConfig:
             [0, n_ctx - length] so every row of the table is trained.
         log_every: steps between lines of ``metrics.jsonl``.
         checkpoint_every: steps between checkpoints.
+        forward: how each step computes the model, one of `TRAIN_FORWARDS`. Both compute
+            the same function of the same parameters; their weights after training differ
+            only by float rounding. A model the fused path cannot take
+            (`simcheck.stacked_forward.fast_path_problem`) trains hooked.
     """
 
     train_len: int = 32
@@ -51,6 +60,7 @@ class TrainConfig:
     pos_offsets: bool = False
     log_every: int = 50
     checkpoint_every: int = 500
+    forward: str = "fused"
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -77,6 +87,17 @@ class TrainConfig:
             )
         if self.data_seed < 0:
             raise SimcheckError(f"data_seed must be >= 0, got {self.data_seed}")
+        if self.forward not in TRAIN_FORWARDS:
+            raise SimcheckError(
+                f"unknown training forward '{self.forward}'; choose one of "
+                f"{', '.join(TRAIN_FORWARDS)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The configuration a record (``spec.json``) holds. Runs recorded before the fused
+        forward existed trained hooked, and resume that way."""
+        return cls(**{"forward": "hooked", **data})

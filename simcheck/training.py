@@ -56,7 +56,8 @@ from simcheck.runs import (
     run_lock,
     save_weights,
 )
-from simcheck.tasks import Task, get_task, task_record
+from simcheck.stacked_forward import fast_path_problem, member_views, stacked_logits
+from simcheck.tasks import Batch, Task, get_task, task_record
 from simcheck.train_config import TrainConfig
 
 
@@ -71,7 +72,7 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 
 
 @contextlib.contextmanager
-def _deferred_sigint() -> Iterator[list[bool]]:
+def deferred_sigint() -> Iterator[list[bool]]:
     """Turn the first Ctrl-C into a flag the loop checks between steps; a second Ctrl-C
     interrupts at once. Outside the main thread signals cannot be caught: no-op there."""
     flag = [False]
@@ -93,7 +94,7 @@ def _deferred_sigint() -> Iterator[list[bool]]:
 
 
 @contextlib.contextmanager
-def _deterministic_algorithms() -> Iterator[None]:
+def deterministic_algorithms() -> Iterator[None]:
     """Use torch's deterministic kernels while training, restoring the caller's setting after.
 
     On the CPU the backward passes of embedding lookups and indexing accumulate in parallel
@@ -129,7 +130,7 @@ def _summary_writer_class() -> type:
     return SummaryWriter
 
 
-class _Trainer:
+class Trainer:
     """One training run's mutable state: model, optimizer, data stream and files."""
 
     def __init__(
@@ -152,9 +153,10 @@ class _Trainer:
         check_input_length(self.model, config.train_len)
         if config.pos_offsets and spec.pos != "learned":
             raise SimcheckError("pos_offsets applies to learned positions only; drop it")
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.fused = config.forward == "fused" and fast_path_problem(self.model) is None
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            trainable, lr=config.lr, weight_decay=config.weight_decay
+            self.trainable, lr=config.lr, weight_decay=config.weight_decay, foreach=True
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, config)
@@ -214,39 +216,63 @@ class _Trainer:
         write_text(path, "".join(json.dumps(record) + "\n" for record in keep))
 
     # ------------------------------------------------------------------ loop
-    def train_step(self) -> tuple[float, float, int]:
+    def draw_batch(self) -> tuple[Batch, int | None]:
+        """The next training batch from the data stream, and the first row of the position
+        table it reads (None without ``pos_offsets``)."""
         config = self.config
         length = int(self.rng.integers(self.min_len, config.train_len + 1))
         batch = self.task.batch(config.batch_size, length, self.rng)
-        hooks = []
+        offset = None
         if config.pos_offsets:
             offset = int(self.rng.integers(0, self.model.cfg.n_ctx - length + 1))
-            hooks = [("hook_pos_embed", _shifted_positions(self.model, offset, length))]
-        self.model.train()
-        output = self.model.run_with_hooks(batch.tokens, fwd_hooks=hooks)[:, -1, :]
-        loss = self.task.mean_loss(output, batch.targets)
+        return batch, offset
+
+    def diverged(self, loss: float) -> TrainingDiverged:
+        """The error for a non-finite loss at the coming step (the last good checkpoint is
+        kept), after recording it in ``status.json``."""
+        kept = (
+            "no checkpoint had been written yet"
+            if self.checkpoint_step is None
+            else f"the checkpoint at step {self.checkpoint_step} is kept"
+        )
+        message = (
+            f"loss became {loss} at step {self.step + 1}; {kept}. Lower --lr (now "
+            f"{self.config.lr}) or --grad-clip and start again"
+        )
+        self.write_status("diverged", message=message, diverged_at=self.step + 1)
+        return TrainingDiverged(message)
+
+    def train_step(self) -> tuple[float, float, int]:
+        config = self.config
+        batch, offset = self.draw_batch()
+        length = batch.tokens.shape[1]
+        loss = self.task.mean_loss(self.last_output(batch.tokens, offset), batch.targets)
         if not torch.isfinite(loss):
-            kept = (
-                "no checkpoint had been written yet"
-                if self.checkpoint_step is None
-                else f"the checkpoint at step {self.checkpoint_step} is kept"
-            )
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at step {self.step + 1}; {kept}. Lower --lr (now "
-                f"{config.lr}) or --grad-clip and start again"
-            )
+            raise self.diverged(loss.item())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for p in self.model.parameters() if p.requires_grad]
         if config.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.trainable, config.grad_clip)
         else:
-            grads = [p.grad.norm() for p in params if p.grad is not None]
+            grads = [p.grad.norm() for p in self.trainable if p.grad is not None]
             norm = torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.zeros(())
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         return loss.item(), float(norm), length
+
+    def last_output(self, tokens: torch.Tensor, offset: int | None) -> torch.Tensor:
+        """The model's output at the last position [batch, d_vocab_out], its learned
+        positions shifted to start at row ``offset`` when given."""
+        if self.fused:
+            read_at = torch.tensor([tokens.shape[1] - 1])
+            offsets = None if offset is None else torch.tensor([offset])
+            params = member_views(self.model)
+            return stacked_logits(self.model, params, tokens[None], read_at, offsets)[0]
+        hooks = []
+        if offset is not None:
+            hooks = [("hook_pos_embed", _shifted_positions(self.model, offset, tokens.shape[1]))]
+        return self.model.run_with_hooks(tokens, fwd_hooks=hooks)[:, -1, :]
 
     def run(self, progress: bool) -> None:
         config = self.config
@@ -259,27 +285,43 @@ class _Trainer:
             dynamic_ncols=True,
         )
         started = time.perf_counter()
-        with _deferred_sigint() as interrupted, _deterministic_algorithms(), bar, self._writer():
+        self.model.train()
+        with deferred_sigint() as interrupted, deterministic_algorithms(), bar, self._writer():
             while self.step < config.steps:
-                try:
-                    loss, norm, length = self.train_step()
-                except TrainingDiverged as err:
-                    self.write_status("diverged", message=str(err), diverged_at=self.step + 1)
-                    raise
-                self.window.append(loss)
-                if self.step % config.log_every == 0 or self.step == config.steps:
-                    bar.set_postfix(loss=f"{np.mean(self.window):.3g}")
-                    self._log(norm, length, time.perf_counter() - started)
+                loss, norm, length = self.train_step()
+                logged = self.after_step(loss, norm, length, time.perf_counter() - started)
+                if logged is not None:
+                    bar.set_postfix(loss=f"{logged:.3g}")
                 bar.update(1)
-                if self.step % config.checkpoint_every == 0 and self.step < config.steps:
-                    self.save_checkpoint("running")
                 if interrupted[0]:
-                    self.save_checkpoint("interrupted")
-                    plot_loss_curve(self.dir)
-                    raise TrainingInterrupted(
-                        f"interrupted: checkpoint written at step {self.step}/{config.steps}; "
-                        f"continue with `simcheck train --resume {self.dir}`"
-                    )
+                    raise self.interrupt()
+        self.finish()
+
+    def after_step(self, loss: float, norm: float, length: int, elapsed: float) -> float | None:
+        """Book-keeping after a step: the loss window, a metrics line every ``log_every``
+        steps (its mean loss is returned; None between lines) and a checkpoint every
+        ``checkpoint_every``."""
+        config = self.config
+        self.window.append(loss)
+        logged = None
+        if self.step % config.log_every == 0 or self.step == config.steps:
+            logged = float(np.mean(self.window))
+            self._log(norm, length, elapsed)
+        if self.step % config.checkpoint_every == 0 and self.step < config.steps:
+            self.save_checkpoint("running")
+        return logged
+
+    def interrupt(self) -> TrainingInterrupted:
+        """Checkpoint as interrupted; the error that tells how to continue."""
+        self.save_checkpoint("interrupted")
+        plot_loss_curve(self.dir)
+        return TrainingInterrupted(
+            f"interrupted: checkpoint written at step {self.step}/{self.config.steps}; "
+            f"continue with `simcheck train --resume {self.dir}`"
+        )
+
+    def finish(self) -> None:
+        """The final checkpoint and loss plot."""
         self.model.eval()
         self.save_checkpoint("finished")
         plot_loss_curve(self.dir)
@@ -368,6 +410,18 @@ def train(
     run_dir = Path(out) if out is not None else default_run_dir(task, spec, config)
     if resume:
         return resume_training(run_dir, task=task, progress=progress, tensorboard=tensorboard)
+    check_new_run(task, spec, run_dir)
+    trainer = Trainer(run_dir, task, spec, config, tensorboard)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        start_run(trainer, overwrite)
+        trainer.run(progress)
+        return load_run(run_dir, task=task)
+
+
+def check_new_run(task: Task, spec: ModelSpec, run_dir: Path) -> None:
+    """Refuse a model that does not fit ``task`` or a run directory that cannot be written,
+    before anything is built."""
     if spec.d_vocab != task.vocab_size or spec.d_vocab_out != task.output_size:
         raise SimcheckError(
             f"model vocabulary {spec.d_vocab}->{spec.d_vocab_out} does not fit task "
@@ -375,30 +429,31 @@ def train(
             "ModelSpec.for_task(task, ...)"
         )
     check_output_dir(run_dir, "run directory")
-    trainer = _Trainer(run_dir, task, spec, config, tensorboard)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):
-        if (run_dir / SPEC_FILE).exists() and not overwrite:
-            raise SimcheckError(
-                f"{run_dir} already holds a run; continue it with `--resume {run_dir}`, choose "
-                "another --out, or pass --overwrite to replace it"
-            )
-        for stale in RUN_FILES:  # an overwritten run keeps nothing of the old one
-            (run_dir / stale).unlink(missing_ok=True)
-        write_json(
-            run_dir / SPEC_FILE,
-            {
-                "format_version": FORMAT_VERSION,
-                "task": task_record(task),
-                "model": spec.to_dict(),
-                "training": config.to_dict(),
-                "versions": library_versions(),
-                "torch_threads": torch_threads(),
-            },
+
+
+def start_run(trainer: Trainer, overwrite: bool) -> None:
+    """Write a fresh run's ``spec.json`` and status into ``trainer.dir`` (held by the
+    caller's `run_lock`), replacing an earlier run only with ``overwrite``."""
+    run_dir, task = trainer.dir, trainer.task
+    if (run_dir / SPEC_FILE).exists() and not overwrite:
+        raise SimcheckError(
+            f"{run_dir} already holds a run; continue it with `--resume {run_dir}`, choose "
+            "another --out, or pass --overwrite to replace it"
         )
-        trainer.write_status("running")
-        trainer.run(progress)
-        return load_run(run_dir, task=task)
+    for stale in RUN_FILES:  # an overwritten run keeps nothing of the old one
+        (run_dir / stale).unlink(missing_ok=True)
+    write_json(
+        run_dir / SPEC_FILE,
+        {
+            "format_version": FORMAT_VERSION,
+            "task": task_record(task),
+            "model": trainer.model.simcheck_spec.to_dict(),
+            "training": trainer.config.to_dict(),
+            "versions": library_versions(),
+            "torch_threads": torch_threads(),
+        },
+    )
+    trainer.write_status("running")
 
 
 def resume_training(
@@ -415,29 +470,41 @@ def resume_training(
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     with run_lock(run_dir):
-        record = load_run(run_dir, task=task) if (run_dir / WEIGHTS_FILE).exists() else None
-        if record is None:
-            spec_json = read_json_object(run_dir / SPEC_FILE)
-            task = task or get_task(spec_json["task"]["spec"])
-        else:
-            spec_json, task = record.spec, record.task
-            if record.finished:
-                return record
-        spec = ModelSpec.from_dict(spec_json["model"])
-        config = TrainConfig(**spec_json["training"])
-        trainer = _Trainer(run_dir, task, spec, config, tensorboard)
-        recorded = spec_json.get("torch_threads")
-        if recorded is not None and recorded != torch_threads():
-            print(
-                f"note: {run_dir} was trained with {recorded} torch threads and resumes with "
-                f"{torch_threads()}: its weights will not match an uninterrupted run's bit "
-                f"for bit (set OMP_NUM_THREADS={recorded} to match them)",
-                file=sys.stderr,
-            )
-        if (run_dir / STATE_FILE).exists():
-            trainer.restore()
-        else:
-            trainer.clear_metrics()
-        trainer.write_status("running")
-        trainer.run(progress)
-        return load_run(run_dir, task=task)
+        reopened = reopen_run(run_dir, task, tensorboard)
+        if isinstance(reopened, Run):
+            return reopened
+        reopened.run(progress)
+        return load_run(run_dir, task=reopened.task)
+
+
+def reopen_run(
+    run_dir: Path, task: Task | None = None, tensorboard: str | os.PathLike[str] | None = None
+) -> Run | Trainer:
+    """The trainer of the started run in ``run_dir`` (held by the caller's `run_lock`),
+    restored from its last checkpoint with its recorded configuration; or the `Run` itself
+    when it has finished."""
+    record = load_run(run_dir, task=task) if (run_dir / WEIGHTS_FILE).exists() else None
+    if record is None:
+        spec_json = read_json_object(run_dir / SPEC_FILE)
+        task = task or get_task(spec_json["task"]["spec"])
+    else:
+        spec_json, task = record.spec, record.task
+        if record.finished:
+            return record
+    spec = ModelSpec.from_dict(spec_json["model"])
+    config = TrainConfig.from_dict(spec_json["training"])
+    trainer = Trainer(run_dir, task, spec, config, tensorboard)
+    recorded = spec_json.get("torch_threads")
+    if recorded is not None and recorded != torch_threads():
+        print(
+            f"note: {run_dir} was trained with {recorded} torch threads and resumes with "
+            f"{torch_threads()}: its weights will not match an uninterrupted run's bit "
+            f"for bit (set OMP_NUM_THREADS={recorded} to match them)",
+            file=sys.stderr,
+        )
+    if (run_dir / STATE_FILE).exists():
+        trainer.restore()
+    else:
+        trainer.clear_metrics()
+    trainer.write_status("running")
+    return trainer

@@ -316,11 +316,16 @@ def test_train_flags_reach_the_run_record(tmp_path):
     assert main([*argv, *(x for item in {**model, **training}.items() for x in item)]) == 0
     spec = json.loads((out / "spec.json").read_text())
     by_flag = {flag.flag: name for name, flag in {**MODEL_FLAGS, **TRAIN_FLAGS}.items()}
-    assert set(by_flag) == set(model) | set(training) | {"--pos-offsets"}
+    assert set(by_flag) == set(model) | set(training) | {"--pos-offsets", "--forward"}
     for flag, value in model.items():
         assert str(spec["model"][by_flag[flag]]) == value, flag
     for flag, value in training.items():
         assert spec["training"][by_flag[flag]] == pytest.approx(float(value)), flag
+    assert spec["training"]["forward"] == "fused"  # the default, recorded
+    hooked = tmp_path / "hooked"
+    assert main([*argv[:4], str(hooked), "--quiet", "--steps", "2", "--forward", "hooked"]) == 0
+    assert json.loads((hooked / "spec.json").read_text())["training"]["forward"] == "hooked"
+    assert main([*argv[:4], str(tmp_path / "bad"), "--forward", "compiled"]) == 2
     run = load_run(out)
     assert run.model.cfg.normalization_type == "RMS"
     assert run.model.cfg.act_fn == "gelu"

@@ -116,8 +116,8 @@ def explicit_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make `record` compute every layer explicitly, as before the fused path."""
     chunked = simcheck.recording.chunked_attention
 
-    def no_fusion(*args, fused_layers=()):
-        return chunked(*args, fused_layers=())
+    def no_fusion(*args, fused_layers=(), read_rows=None):
+        return chunked(*args, fused_layers=(), read_rows=None)
 
     monkeypatch.setattr(simcheck.recording, "chunked_attention", no_fusion)
 
@@ -156,8 +156,10 @@ def test_only_layers_whose_rows_are_probed_run_explicitly(name, probed, paths):
     tokens = tokens_for(model)
     probes = [*plain_probes(model), AttentionRow(probed), AttentionLogits(probed)]
     recording = simcheck.record(model, tokens, probes, positions=POSITIONS)
-    assert [layer for layer, _ in paths["explicit"]] == [probed]
-    assert [layer for layer, _ in paths["fused"]] == [1 - probed]
+    # every row of every layer fused; the probed rows of the probed layer again explicitly
+    runs = [(0, 1), (5, 8), (LENGTH - 1, LENGTH)]
+    assert paths["explicit"] == [(probed, runs)]
+    assert [layer for layer, _ in paths["fused"]] == [0, 1]
     assert_close(recording.states, expected_rows(model, tokens))
     _, cache = model.run_with_cache(tokens)
     for probe, hook in ((AttentionRow, "hook_pattern"), (AttentionLogits, "hook_attn_scores")):

@@ -131,8 +131,9 @@ def test_small_score_budget_computes_rows_in_many_blocks(monkeypatch):
     assert_states_close(
         simcheck.record(model, tokens, PROBES, positions=POSITIONS).states, expected
     )
-    # layer 0: all 16 rows; the last layer: only the 6 query rows, in runs 0 | 5-7 | 11 | 15
-    assert rows == [3, 3, 3, 3, 3, 1, 1, 3, 1, 1]
+    # every layer computes its rows fused, then the 6 query rows it reports explicitly, in
+    # runs 0 | 5-7 | 11 | 15 (layer 0's other rows reach the last layer through the fused z)
+    assert rows == [1, 3, 1, 1, 1, 3, 1, 1]
 
 
 def test_layers_past_the_deepest_probe_are_not_run(monkeypatch):

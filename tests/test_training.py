@@ -50,10 +50,10 @@ def reference(tmp_path_factory, tiny) -> simcheck.Run:
 
 @pytest.fixture
 def count_calls(monkeypatch):
-    """Wrap `_Trainer.train_step` so that ``action(call_number)`` runs before each step."""
+    """Wrap `Trainer.train_step` so that ``action(call_number)`` runs before each step."""
 
     def install(action):
-        original = training._Trainer.train_step
+        original = training.Trainer.train_step
         calls = {"n": 0}
 
         def wrapped(self):
@@ -61,7 +61,7 @@ def count_calls(monkeypatch):
             action(calls["n"])
             return original(self)
 
-        monkeypatch.setattr(training._Trainer, "train_step", wrapped)
+        monkeypatch.setattr(training.Trainer, "train_step", wrapped)
         return calls
 
     return install
@@ -138,13 +138,13 @@ def test_load_run_reproduces_the_trained_model_bit_for_bit(
     tmp_path, quick_train, monkeypatch, weights_equal
 ):
     trained = {}
-    original = training._Trainer.run
+    original = training.Trainer.run
 
     def keep_model(self, progress):
         trained["model"] = self.model
         return original(self, progress)
 
-    monkeypatch.setattr(training._Trainer, "run", keep_model)
+    monkeypatch.setattr(training.Trainer, "run", keep_model)
     out = tmp_path / "run"
     quick_train("kgram:S=3,k=2", out, train_len=8, steps=20)
     loaded = simcheck.load_run(out)
@@ -276,7 +276,7 @@ def test_non_finite_loss_keeps_the_last_checkpoint(
         return loss * float("nan") if calls["n"] > 15 else loss
 
     checkpoints = {}
-    real_save = training._Trainer.save_checkpoint
+    real_save = training.Trainer.save_checkpoint
 
     def save_and_record(self, state):
         checkpoints[self.step] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -284,7 +284,7 @@ def test_non_finite_loss_keeps_the_last_checkpoint(
 
     with monkeypatch.context() as patch:
         patch.setattr(ModPTask, "loss", poisoned_loss)
-        patch.setattr(training._Trainer, "save_checkpoint", save_and_record)
+        patch.setattr(training.Trainer, "save_checkpoint", save_and_record)
         with pytest.raises(simcheck.TrainingDiverged, match="step 16") as info:
             simcheck.train(TASK, out, **CONFIG, **tiny)
     assert "checkpoint at step 10" in str(info.value)
@@ -536,22 +536,25 @@ def test_resume_from_a_corrupt_checkpoint(run_copy, damage):
         resume_training(run_copy, progress=False)
 
 
+@pytest.mark.parametrize("forward", ["fused", "hooked"])
 @pytest.mark.parametrize("offsets", [False, True])
 def test_position_offsets_train_exactly_the_rows_they_cover(
-    tmp_path, quick_train, monkeypatch, offsets
+    tmp_path, quick_train, monkeypatch, offsets, forward
 ):
     covered = torch.zeros(64, dtype=torch.bool)
-    real_shift = training._shifted_positions
+    real_output = training.Trainer.last_output
 
-    def recording_shift(model, offset, length):
-        covered[offset : offset + length] = True
-        return real_shift(model, offset, length)
+    def recording_output(self, tokens, offset):
+        if offset is not None:
+            covered[offset : offset + tokens.shape[1]] = True
+        return real_output(self, tokens, offset)
 
-    monkeypatch.setattr(training, "_shifted_positions", recording_shift)
+    monkeypatch.setattr(training.Trainer, "last_output", recording_output)
     initial = simcheck.build_model(ModPTask(), pos="learned", n_ctx=64, d_model=16, d_mlp=32)
     run = quick_train(
-        TASK, tmp_path / "run", pos="learned", n_ctx=64, train_len=8, steps=20, pos_offsets=offsets
-    )
+        TASK, tmp_path / "run", pos="learned", n_ctx=64, train_len=8, steps=20,
+        pos_offsets=offsets, forward=forward,
+    )  # fmt: skip
     moved = (run.model.pos_embed.W_pos != initial.pos_embed.W_pos).any(-1)
     if offsets:
         assert covered[8:].any()  # windows reached beyond the training length

@@ -1,0 +1,139 @@
+"""Ensembles: each member trains as it would alone, in an ordinary run directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import simcheck
+from simcheck.ensemble import Member, ensemble_key, train_ensemble
+from simcheck.errors import TrainingDiverged
+from simcheck.models import ModelSpec
+from simcheck.sweep_spec import Point
+from simcheck.sweeps import ensemble_groups
+from simcheck.tasks import Batch, ModPTask
+from simcheck.train_config import TrainConfig
+
+TASK = ModPTask(p=3)
+SPEC = dict(pos="periodic", d_model=16, d_mlp=32)
+
+
+def _member(tmp_path, name: str, seed: int, task=TASK, **config) -> Member:
+    options = dict(train_len=8, steps=30, batch_size=16, log_every=10, checkpoint_every=20)
+    return Member(
+        task,
+        tmp_path / name,
+        ModelSpec.for_task(task, seed=seed, **SPEC),
+        TrainConfig(data_seed=seed, **{**options, **config}),
+    )
+
+
+MEMBERS = {
+    "a": dict(seed=0),
+    "b": dict(seed=1, lr=5e-3, weight_decay=0.1, train_len=12),
+    "c": dict(seed=2, grad_clip=0.0, steps=20, warmup=0.2),
+    "d": dict(seed=3, grad_clip=0.05, min_len=3),
+}
+
+
+def test_each_member_equals_the_same_model_trained_alone(tmp_path):
+    """Tolerance: 1e-4 on every weight but b_K, whose true gradient is 0 (it adds a constant
+    to a query's logits), so AdamW moves it by rounding noise in any two runs; the outputs,
+    which b_K does not change, agree to 1e-4 as well."""
+    members = [_member(tmp_path / "ensemble", name, **opts) for name, opts in MEMBERS.items()]
+    runs = train_ensemble(members)
+    probe = TASK.batch(32, 10, np.random.default_rng(5))
+    for member, run in zip(members, runs, strict=True):
+        alone = simcheck.train(
+            member.task, tmp_path / "alone" / member.out.name, model=member.spec,
+            config=member.config, progress=False,
+        )  # fmt: skip
+        assert run.finished and run.spec["training"] == alone.spec["training"]
+        for (name, weight), other in zip(
+            run.model.state_dict().items(), alone.model.state_dict().values(), strict=True
+        ):
+            if weight.dtype.is_floating_point and not name.endswith("b_K"):
+                torch.testing.assert_close(weight, other, atol=1e-4, rtol=0, msg=name)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                run.model(probe.tokens), alone.model(probe.tokens), atol=1e-4, rtol=0
+            )
+        steps = [json.loads(line)["step"] for line in (member.out / "metrics.jsonl").open()]
+        assert steps == [10, 20, 30][: member.config.steps // 10]
+
+
+@dataclass(frozen=True)
+class _PoisonedModP(ModPTask):
+    """ModPTask whose targets are NaN: training on it diverges at its first step."""
+
+    def batch(self, batch, length, generator):
+        tokens = super().batch(batch, length, generator).tokens
+        return Batch(tokens, torch.full((batch,), float("nan")))
+
+
+def test_a_diverging_member_stops_alone(tmp_path):
+    members = [
+        _member(tmp_path, "good", seed=0),
+        _member(tmp_path, "poisoned", seed=1, task=_PoisonedModP(p=3)),
+        _member(tmp_path, "also-good", seed=2),
+    ]
+    good, poisoned, also_good = train_ensemble(members)
+    assert good.finished and also_good.finished
+    assert isinstance(poisoned, TrainingDiverged) and "step 1" in str(poisoned)
+    status = json.loads((tmp_path / "poisoned" / "status.json").read_text())
+    assert status["state"] == "diverged" and status["diverged_at"] == 1
+    for name in ("good", "also-good"):
+        status = json.loads((tmp_path / name / "status.json").read_text())
+        assert status["state"] == "finished" and status["step"] == 30
+
+
+def test_a_member_checkpoint_is_the_one_simcheck_train_writes(tmp_path):
+    """The optimizer state in train_state.pt loads into torch's AdamW as the trainer
+    builds it, so `simcheck train --resume` can continue a member alone."""
+    member = _member(tmp_path, "m", seed=0)
+    train_ensemble([member, _member(tmp_path, "n", seed=1)])
+    state = torch.load(member.out / "train_state.pt", weights_only=True)
+    run = simcheck.load_run(member.out)
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1.0)
+    optimizer.load_state_dict(state["optimizer"])
+    moments = [optimizer.state[p]["exp_avg"] for p in params]
+    assert all(m.shape == p.shape for m, p in zip(moments, params, strict=True))
+    assert any(m.abs().sum() > 0 for m in moments)
+    assert all(float(optimizer.state[p]["step"]) == 30 for p in params)
+    assert simcheck.training.resume_training(member.out, progress=False).finished
+
+
+def test_finished_members_are_returned_without_training(tmp_path):
+    member = _member(tmp_path, "m", seed=0, steps=10)
+    train_ensemble([member])
+    before = (member.out / "model.safetensors").read_bytes()
+    (again,) = train_ensemble([member])
+    assert again.finished and (member.out / "model.safetensors").read_bytes() == before
+    assert json.loads((member.out / "status.json").read_text())["step"] == 10
+
+
+def test_which_points_share_an_ensemble():
+    spec = ModelSpec.for_task(TASK, **SPEC)
+    assert ensemble_key(spec, TrainConfig()) == ensemble_key(
+        ModelSpec.for_task(TASK, seed=4, **SPEC), TrainConfig(lr=1e-2, train_len=9)
+    )
+    assert ensemble_key(spec, TrainConfig(forward="hooked")) is None
+    assert ensemble_key(ModelSpec.for_task(TASK, act_fn="solu"), TrainConfig()) is None
+    assert ensemble_key(spec, TrainConfig(batch_size=8)) != ensemble_key(spec, TrainConfig())
+
+    one_layer = [
+        Point("modp:p=3", (("seed", s),), (("steps", 10), ("train_len", 8 * (5 - s))))
+        for s in range(5)
+    ]
+    two_layer = [Point("modp:p=3", (("n_layers", 2), ("seed", s)), ()) for s in range(2)]
+    groups = ensemble_groups(one_layer + two_layer, size=4, workers=2)
+    assert sorted(len(g) for g in groups) == [1, 1, 2, 3]  # 5 one-layer points over 2 groups
+    lengths = [[p.train_config().train_len for p in g] for g in groups if len(g) > 1]
+    assert sorted(lengths) == [[8, 16], [24, 32, 40]]  # grouped by training length
+    assert [p for g in groups for p in g if p in two_layer] == two_layer  # alone, in order
+    assert {p for g in groups for p in g} == set(one_layer + two_layer)
+    assert all(len(g) == 1 for g in ensemble_groups(one_layer, size=1, workers=2))
