@@ -215,6 +215,8 @@ class _Ensemble:
             torch.stack([losses[k] for k in finite]).sum().backward()
         if left:
             self.keep(finite)
+        if not self.trainers:  # every member diverged at this step
+            return left
         norms = self.clip_gradients()
         self.adamw_step()
         done = []

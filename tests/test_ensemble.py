@@ -90,6 +90,12 @@ def test_a_diverging_member_stops_alone(tmp_path):
         assert status["state"] == "finished" and status["step"] == 30
 
 
+def test_members_that_all_diverge_each_get_their_error(tmp_path):
+    poisoned = _PoisonedModP(p=3)
+    members = [_member(tmp_path, f"m{seed}", seed=seed, task=poisoned) for seed in range(2)]
+    assert all(isinstance(result, TrainingDiverged) for result in train_ensemble(members))
+
+
 def test_a_member_checkpoint_is_the_one_simcheck_train_writes(tmp_path):
     """The optimizer state in train_state.pt loads into torch's AdamW as the trainer
     builds it, so `simcheck train --resume` can continue a member alone."""
