@@ -26,8 +26,8 @@ within 1e-4 (absolute, on weights of order 0.1 to 1) of the same run trained alo
 gradient is zero (it adds a constant to all of a query's logits), so AdamW moves it by
 rounding noise in any two runs without changing the model's function. Over thousands of
 steps such differences can grow, as between two thread counts; the paper reproduction
-trained this way matches the one trained alone within seed spread
-(`examples/results/paper_reproduction_compare.txt`).
+trained this way matches an earlier one (each model alone, through the `HookedTransformer`)
+within seed spread (`examples/results/paper_reproduction_compare.txt`).
 """
 
 from __future__ import annotations
