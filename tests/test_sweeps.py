@@ -256,8 +256,11 @@ def test_killed_sweep_finishes_only_the_missing_points(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "simcheck.cli", "sweep", str(spec_file), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # one point at a time (no ensemble, whose members finish together), so that a kill
+    # after the first point's record lands between points
     process = subprocess.Popen(
-        [*command, "--workers", "1", "--quiet"], env=env, start_new_session=True,
+        [*command, "--workers", "1", "--ensemble", "1", "--quiet"], env=env,
+        start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     points = out / POINTS_DIR
