@@ -19,6 +19,7 @@ from .base import (
 from .binary import EMPTY_CLASS_TARGET, ModPTask, SimpleTask
 from .classes import FirstToken, Majority, Parity, ResidueMajority
 from .kgram import InContextKGram
+from .languages import Dyck, Tomita
 from .registry import (
     get_task,
     register_task,
@@ -27,21 +28,34 @@ from .registry import (
     task_parameters,
     task_record,
 )
+from .seq2seq import Addition, InterleavedMajority, RepeatCopy, Reverse, Sort, UniqueCopy
+from .sequence import ROLES, SequenceTask, TargetRole
 
 __all__ = [
     "EMPTY_CLASS_TARGET",
     "NO_CLASS",
+    "ROLES",
+    "Addition",
     "Batch",
+    "Dyck",
     "FirstToken",
     "InContextKGram",
+    "InterleavedMajority",
     "Majority",
     "ModPTask",
     "OutputKind",
     "Parity",
+    "RepeatCopy",
     "ResidueMajority",
+    "Reverse",
+    "SequenceTask",
     "SimpleTask",
+    "Sort",
+    "TargetRole",
     "Task",
     "TokenError",
+    "Tomita",
+    "UniqueCopy",
     "bernoulli_tokens",
     "beta_frequencies",
     "get_task",

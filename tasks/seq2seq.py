@@ -1,0 +1,276 @@
+"""Sequence-to-sequence tasks: ``input SEP output``, a target at every output position.
+
+A sequence of length L holds an input segment, a separator and the output written so far
+(teacher forcing); each position from the separator on predicts the next output token.
+Samples always end on a target, and a sample of length L is a prefix of a full instance,
+so every length is available. Layouts (n input tokens):
+
+- copy, sort, reverse: n = ceil(L / 2); a full instance (input, SEP, output) has length
+  2n + 1 and the sample of length 2n predicts all n output tokens.
+- interleaved majority (period p): n = L - p; p answers, one per residue class.
+- addition: two m-digit operands, m = floor(L / 3): ``a + b = c`` with the m + 1 digits of
+  the sum, most significant first (a leading 0 where there is no carry).
+
+"Length" is the whole sequence the model reads, input and output together, as simcheck
+measures every task; the oracles answer any token string (`separator_targets`), reading
+the input segment only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from simcheck.errors import TaskSpecError
+from simcheck.lazy_import import lazy_module
+
+from .base import NO_CLASS, check_alpha
+from .registry import register_task
+from .sequence import SequenceTask, separator_targets
+
+torch = lazy_module("torch")
+
+
+def distinct_tokens(
+    generator: np.random.Generator, vocab: int, batch: int, count: int
+) -> np.ndarray:
+    """[batch, count] tokens, each row ``count`` distinct ids of 0..vocab-1 in random order."""
+    return np.argsort(generator.random((batch, vocab)), axis=1)[:, :count]
+
+
+def _check_vocab(task: str, V: int, low: int) -> None:
+    if low > V:
+        raise TaskSpecError(f"task '{task}': V (data symbols) must be >= {low}, got V={V}")
+
+
+@dataclass(frozen=True)
+class _Transduction(SequenceTask):
+    """Base of copy, sort and reverse: n = ceil(L / 2) input tokens, SEP = V, the output
+    has n tokens over the V data symbols (the classes)."""
+
+    V: int = 4
+    unique: ClassVar[bool] = False
+    min_length: ClassVar[int] = 2
+    default_layers: ClassVar[int] = 2
+    default_pos: ClassVar[str] = "learned"
+
+    def __post_init__(self) -> None:
+        _check_vocab(self.name, self.V, 2)
+
+    @property
+    def vocab_size(self) -> int:  # type: ignore[override]
+        return self.V + 1
+
+    @property
+    def num_classes(self) -> int:
+        return self.V
+
+    @staticmethod
+    def input_length(length: int) -> int:
+        return (length + 1) // 2
+
+    def target_span(self, length: int) -> tuple[int, int]:
+        return self.input_length(length), length - 1
+
+    def answer(self, source: list[int]) -> list[int]:
+        raise NotImplementedError
+
+    def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
+        n = self.input_length(length)
+        if self.unique:
+            if n > self.V:
+                raise TaskSpecError(
+                    f"task '{self.spec()}' needs {n} distinct tokens at length {length} but has "
+                    f"V={self.V}; raise V to at least {n}"
+                )
+            source = distinct_tokens(generator, self.V, batch, n)
+        else:
+            source = generator.integers(0, self.V, size=(batch, n))
+        output = np.array([self.answer(row) for row in source.tolist()], dtype=np.int64)
+        separator = np.full((batch, 1), self.V, dtype=np.int64)
+        return np.concatenate([source, separator, output], axis=1)[:, :length]
+
+    def position_targets(self, tokens: torch.Tensor) -> torch.Tensor:
+        return separator_targets(tokens, self.V, self.answer)
+
+
+@register_task
+@dataclass(frozen=True)
+class UniqueCopy(_Transduction):
+    """Copy a sequence of distinct tokens: n distinct ids of V, then SEP, then the same n.
+
+    Distinct tokens make each output the successor of the current token's occurrence in
+    the input (an induction head), with no need for positions."""
+
+    name: ClassVar[str] = "unique_copy"
+    unique: ClassVar[bool] = True
+    V: int = 100
+
+    def answer(self, source: list[int]) -> list[int]:
+        return list(source)
+
+
+@register_task
+@dataclass(frozen=True)
+class RepeatCopy(_Transduction):
+    """Copy a sequence of i.i.d. uniform tokens over a small alphabet (repeats are common), so
+    the current token does not say where the copy stands: a model must track positions."""
+
+    name: ClassVar[str] = "repeat_copy"
+
+    def answer(self, source: list[int]) -> list[int]:
+        return list(source)
+
+
+@register_task
+@dataclass(frozen=True)
+class Sort(_Transduction):
+    """Sort n distinct tokens of V ascending: each output is the smallest input token larger
+    than the previous output (the oracle sorts any input, repeats included)."""
+
+    name: ClassVar[str] = "sort"
+    unique: ClassVar[bool] = True
+    V: int = 100
+
+    def answer(self, source: list[int]) -> list[int]:
+        return sorted(source)
+
+
+@register_task
+@dataclass(frozen=True)
+class Reverse(_Transduction):
+    """Reverse a sequence of i.i.d. uniform tokens over a small alphabet: output k is input
+    n - 1 - k, an offset that grows with the length."""
+
+    name: ClassVar[str] = "reverse"
+
+    def answer(self, source: list[int]) -> list[int]:
+        return source[::-1]
+
+
+@register_task
+@dataclass(frozen=True)
+class InterleavedMajority(SequenceTask):
+    """Interleaved binary majority with period p: n = L - p binary tokens, SEP (id 2), then p
+    answers, the majority bit of the input positions t = r (mod p) for r = 0..p-1 (0-based;
+    no class on a tie or an empty class). Each residue class draws its frequency of 1s from
+    Beta(alpha, alpha), so the answers differ and the global majority does not give them."""
+
+    name: ClassVar[str] = "interleaved_majority"
+    vocab_size: ClassVar[int] = 3
+    default_layers: ClassVar[int] = 2
+    default_pos: ClassVar[str] = "learned"
+
+    p: int = 3
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.p < 1:
+            raise TaskSpecError(f"task 'interleaved_majority': p must be >= 1, got p={self.p}")
+        check_alpha(self.name, self.alpha)
+
+    @property
+    def num_classes(self) -> int:
+        return 2
+
+    @property
+    def min_length(self) -> int:  # type: ignore[override]
+        return self.p + 1
+
+    @property
+    def period(self) -> int:  # type: ignore[override]
+        return self.p
+
+    def target_span(self, length: int) -> tuple[int, int]:
+        return length - self.p, length - 1
+
+    def answer(self, source: list[int]) -> list[int]:
+        out = []
+        for r in range(self.p):
+            ones = sum(1 for t in source[r :: self.p] if t == 1)
+            zeros = sum(1 for t in source[r :: self.p] if t == 0)
+            out.append(NO_CLASS if ones == zeros else int(ones > zeros))
+        return out
+
+    def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
+        if length < self.min_length:
+            raise TaskSpecError(
+                f"task '{self.spec()}' needs length >= {self.min_length}, got {length}"
+            )
+        n = length - self.p
+        freq = generator.beta(self.alpha, self.alpha, size=(batch, self.p))
+        residue = np.arange(n) % self.p
+        source = (generator.random((batch, n)) < freq[:, residue]).astype(np.int64)
+        output = np.array([self.answer(row) for row in source.tolist()], dtype=np.int64)
+        output = np.where(output < 0, 0, output)  # a tie has no answer: any bit is written
+        separator = np.full((batch, 1), 2, dtype=np.int64)
+        return np.concatenate([source, separator, output], axis=1)[:, :length]
+
+    def position_targets(self, tokens: torch.Tensor) -> torch.Tensor:
+        return separator_targets(tokens, 2, self.answer)
+
+
+@register_task
+@dataclass(frozen=True)
+class Addition(SequenceTask):
+    """Multi-digit addition in base B: ``a + b = c``, two m-digit operands (m = floor(L / 3),
+    digits uniform, leading zeros allowed), then the m + 1 digits of the sum, most
+    significant first. Tokens: digits 0..B-1, ``+`` = B, ``=`` = B + 1. The oracle adds
+    operands of any lengths; a string without ``+`` before ``=``, or with an empty operand,
+    has no target."""
+
+    name: ClassVar[str] = "addition"
+    min_length: ClassVar[int] = 4
+    default_layers: ClassVar[int] = 2
+    default_pos: ClassVar[str] = "learned"
+
+    B: int = 10
+
+    def __post_init__(self) -> None:
+        _check_vocab(self.name, self.B, 2)
+
+    @property
+    def vocab_size(self) -> int:  # type: ignore[override]
+        return self.B + 2
+
+    @property
+    def num_classes(self) -> int:
+        return self.B
+
+    def target_span(self, length: int) -> tuple[int, int]:
+        return 2 * (length // 3) + 1, length - 1
+
+    def answer(self, source: list[int]) -> list[int] | None:
+        if self.B not in source:
+            return None
+        plus = source.index(self.B)
+        a, b = source[:plus], source[plus + 1 :]
+        if not a or not b or self.B in b:
+            return None
+        width = max(len(a), len(b)) + 1
+        total = _value(a, self.B) + _value(b, self.B)
+        return [(total // self.B**k) % self.B for k in reversed(range(width))]
+
+    def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
+        if length < self.min_length:
+            raise TaskSpecError(f"task '{self.spec()}' needs length >= 4, got {length}")
+        m = length // 3
+        a = generator.integers(0, self.B, size=(batch, m))
+        b = generator.integers(0, self.B, size=(batch, m))
+        plus = np.full((batch, 1), self.B)
+        equals = np.full((batch, 1), self.B + 1)
+        source = np.concatenate([a, plus, b], axis=1)
+        output = np.array([self.answer(row) for row in source.tolist()], dtype=np.int64)
+        return np.concatenate([source, equals, output], axis=1)[:, :length].astype(np.int64)
+
+    def position_targets(self, tokens: torch.Tensor) -> torch.Tensor:
+        return separator_targets(tokens, self.B + 1, self.answer)
+
+
+def _value(digits: list[int], base: int) -> int:
+    value = 0
+    for digit in digits:
+        value = value * base + digit
+    return value
