@@ -41,7 +41,7 @@ from transformer_lens import HookedTransformer
 
 from simcheck.errors import LengthError, SimcheckError
 from simcheck.model_adapter import ModelAdapter
-from simcheck.models import last_outputs
+from simcheck.models import last_outputs, position_outputs
 from simcheck.runs import Run, load_run
 from simcheck.tasks import Task, get_task
 
@@ -117,6 +117,13 @@ class Subject:
         CPU, computed in chunks small enough for long inputs."""
         raw = last_outputs(self.model, self.model_input(tokens).to(self.device), batch_size)
         return self.task_output(raw).cpu()
+
+    @torch.no_grad()
+    def position_outputs(self, tokens: Any, batch_size: int | None = None) -> torch.Tensor:
+        """The task's output at every task position (the prefix's positions dropped),
+        [batch, length, output_size], on the CPU."""
+        raw = position_outputs(self.model, self.model_input(tokens).to(self.device), batch_size)
+        return self.task_output(raw[:, len(self.adapter.prefix) :]).cpu()
 
     def describe(self) -> dict[str, Any]:
         """For reports: the source and the resolved adapter."""

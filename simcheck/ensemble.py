@@ -102,6 +102,8 @@ def train_ensemble(members: Sequence[Member], progress: bool = False) -> list[Ru
         groups: dict[Any, list[int]] = {}
         for index, trainer in trainers.items():
             key = ensemble_key(trainer.model.simcheck_spec, trainer.config)
+            if trainer.task.per_position:  # the stack reads one position per member
+                key = None
             groups.setdefault(key if key is not None else ("alone", index), []).append(index)
         for indices in groups.values():
             outcome = _Ensemble([trainers[i] for i in indices]).run(progress)

@@ -55,6 +55,9 @@ class EvalResult:
         plateau: mean loss over the longest tested lengths beyond N (None if none is beyond).
         plateau_lengths: the lengths averaged into ``plateau``.
         meta: task, model hash, samples, seed and library versions.
+        bins: one dict per length bin (``bins=`` of `evaluate`): inputs of lengths drawn
+            uniformly in [low, high], as length-generalization papers report them; empty
+            when no bins were asked for.
     """
 
     rows: list[dict[str, Any]]
@@ -62,6 +65,7 @@ class EvalResult:
     plateau: float | None
     plateau_lengths: list[int]
     meta: dict[str, Any] = field(default_factory=dict)
+    bins: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
         """The per-length results as a DataFrame indexed by length."""
@@ -94,6 +98,24 @@ class EvalResult:
             lines.append("accuracy over inputs with a class; 'no class': inputs left out (ties)")
         if self.plateau is not None:
             lines.append(f"plateau (mean loss at {self.plateau_lengths}): {self.plateau:.3e}")
+        if classes:
+            lines.append(self._accuracy_lines())
+        return "\n".join(lines)
+
+    def _accuracy_lines(self) -> str:
+        """Accuracy per token and exact match per sequence, per length and per bin."""
+        head = f"{'lengths':>9} {'token acc':>9} {'exact':>7} {'samples':>7}"
+        lines = ["", head, "-" * len(head)]
+        for r in self.rows:
+            lines.append(
+                f"{r['length']:>9} {r['token_accuracy']:>9.4f} {r['exact_match']:>7.4f} "
+                f"{r['samples']:>7}"
+            )
+        for b in self.bins:
+            lines.append(
+                f"{b['bin']:>9} {b['token_accuracy']:>9.4f} {b['exact_match']:>7.4f} "
+                f"{b['samples']:>7}"
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -110,6 +132,7 @@ class EvalResult:
             "plateau": self.plateau,
             "plateau_lengths": self.plateau_lengths,
             "meta": self.meta,
+            "bins": self.bins,
         }
 
     def _repr_html_(self) -> str:
@@ -143,26 +166,79 @@ class EvalResult:
         }
 
 
-def _row(
-    length: int,
-    loss: torch.Tensor,
-    metric: torch.Tensor,
-    base: torch.Tensor | None,
-    excluded: int,
-    classes: bool,
-) -> dict[str, Any]:
-    """One length's row, from the per-sample losses and metrics of the rows that have a
-    target (``excluded`` counts the others)."""
-    n = loss.numel()
+@dataclass(frozen=True)
+class _Scores:
+    """Per-sequence results of the sequences that have a target (``excluded`` counts the
+    others): loss, error metric, baseline loss, and for class tasks the targets and the
+    right answers per sequence (1 and 0/1 for last-position tasks)."""
+
+    loss: torch.Tensor
+    metric: torch.Tensor
+    base: torch.Tensor | None
+    targets: torch.Tensor
+    right: torch.Tensor
+    excluded: int
+
+    @staticmethod
+    def concat(parts: Sequence[_Scores]) -> _Scores:
+        bases = [p.base for p in parts]
+        return _Scores(
+            loss=torch.cat([p.loss for p in parts]),
+            metric=torch.cat([p.metric for p in parts]),
+            base=None if any(b is None for b in bases) else torch.cat(bases),  # type: ignore[arg-type]
+            targets=torch.cat([p.targets for p in parts]),
+            right=torch.cat([p.right for p in parts]),
+            excluded=sum(p.excluded for p in parts),
+        )
+
+
+def _scores(task: Task, subject: Any, tokens: torch.Tensor, targets: torch.Tensor,
+            batch_size: int | None) -> _Scores:  # fmt: skip
+    """Score the model on one batch of equal-length inputs.
+
+    Last-position tasks: the task's loss and metric at the last position. Tasks with targets
+    at many positions: the cross-entropy averaged over a sequence's targets (comparable
+    across lengths), the share of its targets it gets wrong, and the counts behind accuracy
+    per token and exact match."""
+    if task.per_position:
+        output = subject.position_outputs(tokens, batch_size)
+        has = targets >= 0
+        counts = has.sum(-1)
+        valid = counts > 0
+        right = ((output.argmax(-1) == targets) & has).sum(-1)
+        loss = task.loss(output, targets) / counts.clamp_min(1)
+        metric = 1.0 - right.double() / counts.clamp_min(1)
+        base = None
+    else:
+        output = subject.last_outputs(tokens, batch_size)
+        valid = task.valid(targets)
+        loss = task.loss(output, targets)
+        metric = task.metric(output, targets)
+        base_out = task.baseline(tokens)
+        base = None if base_out is None else task.loss(base_out, targets)[valid]
+        counts = torch.ones_like(valid, dtype=torch.long)
+        right = (metric == 0).long() if task.output == "classes" else torch.zeros_like(counts)
+    return _Scores(
+        loss=loss[valid],
+        metric=metric[valid],
+        base=base,
+        targets=counts[valid],
+        right=right[valid],
+        excluded=int((~valid).sum()),
+    )
+
+
+def _row(scores: _Scores, classes: bool) -> dict[str, Any]:
+    """The statistics of one length or bin, from its sequences' scores."""
+    loss, metric, base, n = scores.loss, scores.metric, scores.base, scores.loss.numel()
 
     def stat(values: torch.Tensor, fn) -> float:
         return float(fn(values.double())) if values.numel() else math.nan
 
     std = float(loss.std()) if n > 1 else (0.0 if n else math.nan)
     row = {
-        "length": length,
         "samples": n,
-        "no_class": excluded,
+        "no_class": scores.excluded,
         "loss_mean": stat(loss, torch.mean),
         "loss_std": std,
         "loss_sem": std / math.sqrt(n) if n else math.nan,
@@ -174,8 +250,36 @@ def _row(
         "baseline_loss": None if base is None else stat(base, torch.mean),
     }
     if classes:
+        total = int(scores.targets.sum())
         row["accuracy"] = 1.0 - row["metric_mean"]
+        row["token_accuracy"] = int(scores.right.sum()) / total if total else math.nan
+        row["exact_match"] = stat((scores.right == scores.targets).double(), torch.mean)
     return row
+
+
+def parse_bins(bins: str | Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Length bins from text (``"1-50,51-100,101-150"``) or (low, high) pairs, each
+    1 <= low <= high."""
+    if isinstance(bins, str):
+        pairs = []
+        for part in filter(None, (p.strip() for p in bins.split(","))):
+            low, dash, high = part.partition("-")
+            try:
+                pairs.append((int(low), int(high)))
+            except ValueError:
+                raise SimcheckError(
+                    f"length bin '{part}' is not low-high (example: '1-50,51-100,101-150')"
+                ) from None
+            if not dash:
+                raise SimcheckError(f"length bin '{part}' is not low-high (example: '51-100')")
+        bins = pairs
+    out = [(int(low), int(high)) for low, high in bins]
+    if not out:
+        raise SimcheckError("no length bins given; example: '1-50,51-100,101-150'")
+    for low, high in out:
+        if not 1 <= low <= high:
+            raise SimcheckError(f"length bin {low}-{high} needs 1 <= low <= high")
+    return out
 
 
 def _plateau(rows: Sequence[dict[str, Any]], train_len: int) -> tuple[float | None, list[int]]:
@@ -199,6 +303,7 @@ def evaluate(
     adapter: ModelAdapter | None = None,
     device: str | torch.device | None = None,
     out: str | Path | None = None,
+    bins: str | Sequence[tuple[int, int]] | None = None,
 ) -> EvalResult:
     """Evaluate a run, a run directory or any `HookedTransformer` at each test length.
 
@@ -206,6 +311,10 @@ def evaluate(
     simcheck did not build (`simcheck.adapter.ModelAdapter`), ``device`` where to run it.
     With ``save``, writes ``eval.json``, ``eval.csv`` and ``eval.png`` into ``out`` (default:
     the run directory; a bare model's results are written only when ``out`` is given).
+    ``bins`` (``"1-50,51-100,101-150"`` or pairs) adds rows over length bins: ``samples``
+    inputs with lengths uniform in each bin, scored as one group. Class tasks report accuracy
+    per token and exact match per sequence (the same for last-position tasks); tasks with
+    targets at many positions are scored at every target.
     Lengths (a list or text, see `parse_lengths`) beyond what the model can take, an ``out``
     that cannot be written, and ``samples``, ``seed`` or ``batch_size`` that are not integers
     in range (>= 1, >= 0, >= 1) are refused before any work is done.
@@ -220,25 +329,25 @@ def evaluate(
     resolved = resolve(subject, task, train_len, adapter, device)
     task, train_len = resolved.task, resolved.train_len
     assert task is not None and train_len is not None
-    resolved.check_length(max(lengths))
+    length_bins = parse_bins(bins) if bins is not None else []
+    resolved.check_length(max([*lengths, *(high for _, high in length_bins)]))
+    classes = task.output == "classes"
     rows = []
     for length in progress_bar(lengths, desc="eval", unit="length", disable=not progress):
         rng = np.random.default_rng([seed, length])
         batch = task.batch(samples, length, rng)
-        output = resolved.last_outputs(batch.tokens, batch_size)
-        valid = task.valid(batch.targets)
-        loss = task.loss(output, batch.targets)[valid]
-        metric = task.metric(output, batch.targets)[valid]
-        base_out = task.baseline(batch.tokens)
-        base = None if base_out is None else task.loss(base_out, batch.targets)[valid]
-        excluded = int((~valid).sum())
-        rows.append(_row(length, loss, metric, base, excluded, task.output == "classes"))
+        scores = _scores(task, resolved, batch.tokens, batch.targets, batch_size)
+        rows.append({"length": length, **_row(scores, classes)})
+    bin_rows = [
+        _bin_row(task, resolved, low, high, samples, seed, batch_size) for low, high in length_bins
+    ]
     plateau, plateau_lengths = _plateau(rows, train_len)
     result = EvalResult(
         rows=rows,
         train_len=train_len,
         plateau=plateau,
         plateau_lengths=plateau_lengths,
+        bins=bin_rows,
         meta={
             "run": resolved.source,
             "task": task.spec(),
@@ -258,6 +367,34 @@ def evaluate(
     if save and target is not None:
         save_eval(result, target)
     return result
+
+
+def _bin_row(
+    task: Task,
+    subject: Any,
+    low: int,
+    high: int,
+    samples: int,
+    seed: int,
+    batch_size: int | None,
+) -> dict[str, Any]:
+    """One bin's row: ``samples`` inputs with lengths uniform in [low, high] (from the task's
+    shortest length on), each length's inputs drawn from a stream seeded by (seed, low,
+    high, length)."""
+    start = max(low, task.min_length)
+    if start > high:
+        raise SimcheckError(
+            f"length bin {low}-{high} holds no length task '{task.spec()}' can sample (its "
+            f"shortest is {task.min_length})"
+        )
+    drawn = np.random.default_rng([seed, low, high]).integers(start, high + 1, size=samples)
+    parts = []
+    for length, count in zip(*np.unique(drawn, return_counts=True), strict=True):
+        rng = np.random.default_rng([seed, low, high, int(length)])
+        batch = task.batch(int(count), int(length), rng)
+        parts.append(_scores(task, subject, batch.tokens, batch.targets, batch_size))
+    return {"bin": f"{low}-{high}", "low": low, "high": high,
+            **_row(_Scores.concat(parts), task.output == "classes")}  # fmt: skip
 
 
 def save_eval(result: EvalResult, run_dir: Path) -> None:

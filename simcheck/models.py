@@ -161,3 +161,20 @@ def last_outputs(
     else:
         chunks = [model(chunk)[:, -1, :] for chunk in tokens.split(size)]
     return torch.cat(chunks).float()
+
+
+@torch.no_grad()
+def position_outputs(
+    model: HookedTransformer, tokens: torch.Tensor, batch_size: int | None = None
+) -> torch.Tensor:
+    """The model's raw output at every position, [batch, length, d_vocab_out], in chunks
+    (through the fused forward for simcheck's own models, as `last_outputs`)."""
+    check_input_length(model, tokens.shape[1])
+    size = batch_size or auto_batch_size(model, tokens.shape[1])
+    if fast_path_problem(model) is None:
+        check_token_input(model, tokens)
+        params = member_views(model)
+        chunks = [stacked_logits(model, params, chunk[None])[0] for chunk in tokens.split(size)]
+    else:
+        chunks = [model(chunk) for chunk in tokens.split(size)]
+    return torch.cat(chunks).float()

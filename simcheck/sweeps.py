@@ -60,6 +60,7 @@ from simcheck.sweep_spec import (
     settings_digest,
 )
 from simcheck.sweep_table import CHECK_KINDS, EVAL_KINDS, check_columns, eval_columns, parse_column
+from simcheck.tasks import task_class
 
 BACKENDS = ("local", "ray")
 MANIFEST_FILE = "sweep.json"
@@ -174,6 +175,8 @@ def ensemble_groups(points: Sequence[Point], size: int, workers: int) -> list[li
     for point in points:
         spec = point.model_spec()
         key = ensemble_key(spec, point.train_config())
+        if task_class(point.task.partition(":")[0].strip()).per_position:
+            key = None  # an ensemble reads one position per member
         if size > 1 and key is not None and spec.n_layers <= ENSEMBLE_MAX_LAYERS:
             keyed.setdefault(key, []).append(point)
         else:

@@ -151,6 +151,8 @@ class Trainer:
         self.model = model_from_spec(spec)
         self.min_len = config.min_len or min(task.min_length, config.train_len)
         check_input_length(self.model, config.train_len)
+        # a task that cannot make inputs of the training length says so before any file
+        task.batch(1, config.train_len, np.random.default_rng(0))
         if config.pos_offsets and spec.pos != "learned":
             raise SimcheckError("pos_offsets applies to learned positions only; drop it")
         self.fused = config.forward == "fused" and fast_path_problem(self.model) is None
@@ -262,17 +264,20 @@ class Trainer:
         return loss.item(), float(norm), length
 
     def last_output(self, tokens: torch.Tensor, offset: int | None) -> torch.Tensor:
-        """The model's output at the last position [batch, d_vocab_out], its learned
-        positions shifted to start at row ``offset`` when given."""
+        """The model's output where the task's loss reads it, its learned positions shifted to
+        start at row ``offset`` when given: the last position [batch, d_vocab_out], or every
+        position [batch, length, d_vocab_out] for a task with targets at many positions."""
+        every = self.task.per_position
         if self.fused:
-            read_at = torch.tensor([tokens.shape[1] - 1])
+            read_at = None if every else torch.tensor([tokens.shape[1] - 1])
             offsets = None if offset is None else torch.tensor([offset])
             params = member_views(self.model)
             return stacked_logits(self.model, params, tokens[None], read_at, offsets)[0]
         hooks = []
         if offset is not None:
             hooks = [("hook_pos_embed", _shifted_positions(self.model, offset, tokens.shape[1]))]
-        return self.model.run_with_hooks(tokens, fwd_hooks=hooks)[:, -1, :]
+        output = self.model.run_with_hooks(tokens, fwd_hooks=hooks)
+        return output if every else output[:, -1, :]
 
     def run(self, progress: bool) -> None:
         config = self.config

@@ -76,6 +76,8 @@ class Task:
     min_length: int = 1
     default_layers: int = 1
     default_pos: str = "learned"
+    per_position: ClassVar[bool] = False
+    """True for tasks with targets at many positions (`simcheck.tasks.SequenceTask`)."""
 
     # ----------------------------------------------------------------- to implement
     @property
