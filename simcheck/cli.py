@@ -377,6 +377,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             adapter=adapter,
             device=args.device,
             out=args.out,
+            bins=args.bins,
         )
         results[name] = result
         if args.json:
@@ -435,6 +436,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     out = Path(args.out or default_out)
     ensure_replaceable(out, args.overwrite)  # before the work, not after it
+    if args.target_roles is not None:
+        return _check_positions(args, subject, config, adapter, out)
     report = check(
         subject,
         task=args.task,
@@ -451,6 +454,36 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(report.summary())
         print(f"wrote {out}/: certificate.json, summary.txt, report.html and figures")
     return 0 if report.certified or not args.strict else 1
+
+
+def _check_positions(
+    args: argparse.Namespace, subject: Any, config: Any, adapter: Any, out: Path
+) -> int:
+    """`simcheck check --target-roles`: one check per target role, each saved in its own
+    folder under ``out``, and the outcome over positions in ``positions.json``."""
+    from simcheck.io import write_json
+    from simcheck.position_check import check_positions
+
+    if args.device is not None:
+        raise SimcheckError("--target-roles runs on the model's device; drop --device")
+    roles = None if args.target_roles == "default" else args.target_roles.split(",")
+    result = check_positions(
+        subject,
+        task=args.task,
+        train_len=args.train_len,
+        config=config,
+        adapter=adapter,
+        roles=roles,
+    )
+    for role in result.roles:
+        role.report.save(out / role.role, overwrite=args.overwrite)
+    write_json(out / "positions.json", result.to_dict())
+    if args.json:
+        _print_json({"out": str(out), "positions": result.to_dict()})
+    else:
+        print(result.summary())
+        print(f"wrote {out}/: positions.json and one check folder per role")
+    return 0 if result.certified or not args.strict else 1
 
 
 def _add_model_options(parser: argparse.ArgumentParser, eval_command: bool) -> None:
@@ -727,6 +760,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", type=int, default=512, help="inputs per length (default 512)")
     ev.add_argument("--seed", type=int, default=0, help="evaluation data seed (default 0)")
     ev.add_argument("--batch-size", type=int, help="rows per forward pass (default: automatic)")
+    ev.add_argument(
+        "--bins",
+        help="also score length bins, e.g. 1-50,51-100,101-150: inputs of lengths uniform in "
+        "each bin (class tasks: accuracy per token and exact match per sequence)",
+    )
     ev.add_argument("--figure", type=Path, help="also draw every run's curve into this PNG")
     ev.add_argument(
         "--out", type=Path, help="write eval.json/csv/png here (default: the run's directory)"
@@ -750,6 +788,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ck.add_argument(
         "--strict", action="store_true", help="exit 1 unless every test length is certified"
+    )
+    ck.add_argument(
+        "--target-roles",
+        nargs="?",
+        const="default",
+        metavar="ROLES",
+        help="tasks with targets at many positions: check these targets (first,middle,last; "
+        "default: every role the task has), each as the last-position problem of its prefix, "
+        "and report the outcome over them",
     )
     ck.add_argument("--json", action="store_true", help="print the certificate as JSON")
     ck.set_defaults(func=cmd_check)

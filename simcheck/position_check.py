@@ -28,6 +28,7 @@ from simcheck.adapter import resolve
 from simcheck.check_config import CheckConfig
 from simcheck.checker import check
 from simcheck.errors import SimcheckError
+from simcheck.model_adapter import ModelAdapter
 from simcheck.outcomes import (
     CERTIFIED,
     FAILS_SHORT,
@@ -130,21 +131,22 @@ def check_positions(
     config: CheckConfig | None = None,
     *,
     roles: Sequence[str] | None = None,
+    adapter: ModelAdapter | None = None,
     **settings: Any,
 ) -> PositionCheck:
     """Check each target role of a task with targets at many positions (module docstring).
 
-    ``subject``, ``task`` and ``train_len`` are as for `check`; ``config`` and keyword
+    ``subject``, ``task``, ``train_len`` and ``adapter`` are as for `check`; ``config`` and keyword
     settings (``test_lengths``, ``eps``, ...) too, with test lengths those of the whole
     sequence. A last-position task is checked as it is, under the role ``"last"``.
     """
-    found = resolve(subject, task, train_len)
+    found = resolve(subject, task, train_len, adapter)
     task, n = found.task, found.train_len
     assert task is not None and n is not None
     config = (config or CheckConfig()).replace(**settings)
     lengths = config.lengths_for(n)
     if not isinstance(task, SequenceTask):
-        report = check(subject, task, n, config.replace(test_lengths=lengths))
+        report = check(subject, task, n, config.replace(test_lengths=lengths), adapter=adapter)
         role = RoleCheck("last", n, {t: t for t in lengths}, report)
         return PositionCheck(task.spec(), n, lengths, [role])
     chosen = tuple(roles) if roles is not None else default_roles(task, n)

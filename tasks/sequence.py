@@ -129,9 +129,10 @@ class TargetRole(Task):
 
     ``role`` is ``"first"``, ``"middle"`` or ``"last"`` of the target span. Asked for inputs
     of length P, it draws sequences of the full length F whose role position is P - 1 (the
-    shortest such F; where none exists, the shortest F whose span reaches past P - 1) and
-    keeps their first P tokens, so the last position of every input is a target of that
-    role. Its oracle is the wrapped task's for the last position.
+    shortest such F) and keeps their first P tokens, so the last position of every input is
+    a target of that role. Where no F puts the role at P - 1, it takes the shortest F whose
+    span holds P - 1: the input ends on a neighbouring target. Its oracle is the wrapped
+    task's for the last position.
     """
 
     task: SequenceTask
@@ -168,14 +169,20 @@ class TargetRole(Task):
         return {"first": first, "middle": (first + last) // 2, "last": last}[self.role]
 
     def full_length(self, prefix: int) -> int:
-        """The full length F whose role position is ``prefix - 1`` (see the class docstring)."""
+        """The full length F whose role position is ``prefix - 1``; where no F puts it
+        there, the shortest F whose target span holds ``prefix - 1`` (a neighbouring
+        target: addition's first target is always at an odd position)."""
         low = max(prefix, self.task.min_length)
-        for full in range(low, 4 * low + 8):
-            if self.role_position(full) >= prefix - 1:
+        candidates = range(low, 4 * low + 8)
+        for full in candidates:
+            if self.role_position(full) == prefix - 1:
+                return full
+        for full in candidates:
+            first, last = self.task.target_span(full)
+            if first <= prefix - 1 <= last:
                 return full
         raise TaskSpecError(
-            f"task '{self.task.spec()}' has no sequence whose {self.role} target is at "
-            f"position {prefix - 1}"
+            f"task '{self.task.spec()}' has no sequence with a target at position {prefix - 1}"
         )
 
     def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
