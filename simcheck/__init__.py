@@ -9,6 +9,8 @@ The public API:
 - evaluation: `evaluate`, `EvalResult`;
 - the simulation check: `check` (returns a `simcheck.report.CheckReport`, whose ``outcome``
   per test length is one of `simcheck.outcomes.OUTCOMES`), its settings `CheckConfig`;
+  `check_positions` (a `PositionCheck`) checks the target positions of a task with targets
+  at many positions, each as the last-position problem of its prefix;
 - sweeps: `sweep` (a grid of points trained, evaluated and checked; returns a `SweepResult`),
   `load_sweep` (a sweep directory's results table, read by `simcheck.sweep_table`),
   `empirical_n_star` (the measured N* of that table); the theory's numbers are in
@@ -49,6 +51,8 @@ _LAZY = {
     "FinitePrecision": "simcheck.precision",
     "CheckConfig": "simcheck.check_config",
     "check": "simcheck.checker",
+    "check_positions": "simcheck.position_check",
+    "PositionCheck": "simcheck.position_check",
     "EvalResult": "simcheck.evaluation",
     "evaluate": "simcheck.evaluation",
     "parse_lengths": "simcheck.lengths",

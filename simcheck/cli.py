@@ -273,11 +273,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             f"{k}={default} ({kind.__name__})"
             for k, (kind, default) in task_parameters(cls).items()
         )
-        print(f"{name:<8} {_first_line(cls.__doc__)}")
+        targets = "every target position" if cls.per_position else "the last position"
+        print(f"{name}: {_first_line(cls.__doc__)}")
         print(f"{'':<8} parameters: {params or 'none'}")
         print(
-            f"{'':<8} output: {cls.output}; default model: {cls.default_layers} layer(s), "
-            f"pos={cls.default_pos}"
+            f"{'':<8} output: {cls.output} at {targets}; default model: "
+            f"{cls.default_layers} layer(s), pos={cls.default_pos}"
         )
     print("\nSpec strings: NAME or NAME:key=value,key=value, e.g. modp:p=3,k=0")
     return 0

@@ -110,8 +110,10 @@ def sample_paths(
 @register_task
 @dataclass(frozen=True)
 class Tomita(SequenceTask):
-    """Tomita language n (1-7) over {0, 1}, as next-character-set prediction (see the module
-    docstring). Classes: bitmask of {0, 1, EOS}."""
+    """Tomita(n): the set of next characters of Tomita language n (1-7) over {0, 1}.
+
+    Next-character-set prediction (see the module docstring); classes: bitmasks of
+    {0, 1, EOS}."""
 
     name: ClassVar[str] = "tomita"
     vocab_size: ClassVar[int] = 2
@@ -193,7 +195,7 @@ class Tomita(SequenceTask):
 @register_task
 @dataclass(frozen=True)
 class Dyck(SequenceTask):
-    """Dyck-k (k = 1 or 2 bracket types) as next-character-set prediction.
+    """Dyck(k): the set of next characters of Dyck-k (k = 1 or 2 bracket types).
 
     Tokens: ``(`` = 0, ``)`` = 1, and for k = 2 ``[`` = 2, ``]`` = 3. Next set: any opening
     bracket (depth is unbounded), the closing bracket of the innermost open one, EOS at depth

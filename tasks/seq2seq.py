@@ -99,7 +99,7 @@ class _Transduction(SequenceTask):
 @register_task
 @dataclass(frozen=True)
 class UniqueCopy(_Transduction):
-    """Copy a sequence of distinct tokens: n distinct ids of V, then SEP, then the same n.
+    """UniqueCopy(V): copy n distinct tokens of V after the separator (SEP = V).
 
     Distinct tokens make each output the successor of the current token's occurrence in
     the input (an induction head), with no need for positions."""
@@ -115,8 +115,10 @@ class UniqueCopy(_Transduction):
 @register_task
 @dataclass(frozen=True)
 class RepeatCopy(_Transduction):
-    """Copy a sequence of i.i.d. uniform tokens over a small alphabet (repeats are common), so
-    the current token does not say where the copy stands: a model must track positions."""
+    """RepeatCopy(V): copy n i.i.d. uniform tokens of V after the separator (SEP = V).
+
+    Repeats are common, so the current token does not say where the copy stands: a model
+    must track positions."""
 
     name: ClassVar[str] = "repeat_copy"
 
@@ -127,8 +129,10 @@ class RepeatCopy(_Transduction):
 @register_task
 @dataclass(frozen=True)
 class Sort(_Transduction):
-    """Sort n distinct tokens of V ascending: each output is the smallest input token larger
-    than the previous output (the oracle sorts any input, repeats included)."""
+    """Sort(V): write n distinct tokens of V in ascending order after the separator (SEP = V).
+
+    Each output is the smallest input token larger than the previous output (the oracle
+    sorts any input, repeats included)."""
 
     name: ClassVar[str] = "sort"
     unique: ClassVar[bool] = True
@@ -141,8 +145,9 @@ class Sort(_Transduction):
 @register_task
 @dataclass(frozen=True)
 class Reverse(_Transduction):
-    """Reverse a sequence of i.i.d. uniform tokens over a small alphabet: output k is input
-    n - 1 - k, an offset that grows with the length."""
+    """Reverse(V): write n i.i.d. uniform tokens of V backwards after the separator (SEP = V).
+
+    Output k is input n - 1 - k, an offset that grows with the length."""
 
     name: ClassVar[str] = "reverse"
 
@@ -153,9 +158,11 @@ class Reverse(_Transduction):
 @register_task
 @dataclass(frozen=True)
 class InterleavedMajority(SequenceTask):
-    """Interleaved binary majority with period p: n = L - p binary tokens, SEP (id 2), then p
-    answers, the majority bit of the input positions t = r (mod p) for r = 0..p-1 (0-based;
-    no class on a tie or an empty class). Each residue class draws its frequency of 1s from
+    """InterleavedMajority(p): the majority bit of each residue class mod p, after SEP.
+
+    n = L - p binary tokens, SEP (id 2), then p answers, the majority bit of the input
+    positions t = r (mod p) for r = 0..p-1 (0-based; no class on a tie or an empty class).
+    Each residue class draws its frequency of 1s from
     Beta(alpha, alpha), so the answers differ and the global majority does not give them."""
 
     name: ClassVar[str] = "interleaved_majority"
@@ -215,7 +222,9 @@ class InterleavedMajority(SequenceTask):
 @register_task
 @dataclass(frozen=True)
 class Addition(SequenceTask):
-    """Multi-digit addition in base B: ``a + b = c``, two m-digit operands (m = floor(L / 3),
+    """Addition(B): the digits of a + b after ``=``, most significant first, in base B.
+
+    Two m-digit operands (m = floor(L / 3),
     digits uniform, leading zeros allowed), then the m + 1 digits of the sum, most
     significant first. Tokens: digits 0..B-1, ``+`` = B, ``=`` = B + 1. The oracle adds
     operands of any lengths; a string without ``+`` before ``=``, or with an empty operand,
