@@ -50,7 +50,7 @@ def _check_witnesses(witnesses: tuple[Any, ...]) -> None:
             )
         if not isinstance(method, str) and not callable(method):
             raise SimcheckError(f"witness method {method!r} is neither a name nor a function")
-    if list(witnesses) == ["search"]:
+    if [m for m in witnesses if m != "task"] == ["search"]:
         raise SimcheckError("'search' starts from a construction: add 'types' or 'blocks'")
 
 
@@ -66,7 +66,10 @@ class CheckConfig:
         samples: long inputs drawn at the first look.
         max_samples: the most long inputs drawn per length while the verdict is undecided
             (the sample doubles at each look).
-        witnesses: construction names (``"types"``, ``"blocks"``), ``"search"`` and/or
+        witnesses: construction names (``"types"``, ``"blocks"``), ``"task"`` (the short
+            instances the task builds from x, `simcheck.tasks.Task.short_instances`: for
+            copy, sort and reverse a sub-instance on a subset of the input, for formal
+            languages x pumped down; none for tasks without them), ``"search"`` and/or
             functions ``fn(x, N, structure, rng) -> list of token arrays``.
         seed: seed of the long inputs, reference inputs and randomised witnesses.
         worst_case: rounds of hill climbing towards inputs with large errors (0: sampled
@@ -88,7 +91,7 @@ class CheckConfig:
     confidence: float = 0.95
     samples: int = 100
     max_samples: int = 800
-    witnesses: tuple[Any, ...] = ("types", "blocks", "search")
+    witnesses: tuple[Any, ...] = ("types", "blocks", "task", "search")
     seed: int = 0
     worst_case: int = 0
     attention: str = "softmax"

@@ -287,7 +287,10 @@ class _Checker:
         options = {"blocks": {"candidates": self.config.blocks_candidates}}
         out: list[Witness] = []
         for method in self.config.witnesses:
-            if callable(method) or method in CONSTRUCTIONS:
+            if method == "task":
+                shorts = self.task.short_instances(x, self.train_len, rng)
+                out += [Witness(z, "task", {"index": i}) for i, z in enumerate(shorts)]
+            elif callable(method) or method in CONSTRUCTIONS:
                 name = method if isinstance(method, str) else witness_name(method)
                 out += construct(
                     method, x, self.train_len, self.structure, rng, **options.get(name, {})

@@ -65,8 +65,9 @@ import numpy as np
 
 from simcheck.errors import SimcheckError
 
-WITNESS_METHODS = ("types", "blocks", "search")
-"""The methods a check can name: the two constructions and the model-guided search."""
+WITNESS_METHODS = ("types", "blocks", "task", "search")
+"""The methods a check can name: the two constructions, the task's own short instances
+(`simcheck.tasks.Task.short_instances`, none for most tasks) and the model-guided search."""
 
 # Rounds without a strict improvement after which a search stops.
 PATIENCE = 3

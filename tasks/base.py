@@ -267,6 +267,16 @@ class Task:
         resolution: long inputs can lie nearer a decision boundary than short ones can."""
         return None
 
+    def short_instances(
+        self, x: np.ndarray, max_length: int, generator: np.random.Generator
+    ) -> list[np.ndarray]:
+        """Inputs of length <= ``max_length`` built from the long input ``x`` (1-D) whose
+        answer at the last position is x's, by the task's own structure (a sub-instance, or
+        x pumped down): witnesses the check tries beside its generic constructions (method
+        ``"task"``). None by default; the check measures every term of the chain anyway, so
+        a witness that misses the answer only costs its task gap."""
+        return []
+
     def baseline(self, tokens: torch.Tensor) -> torch.Tensor | None:
         """Raw output of a trivial reference predictor (same space as the model's output), or
         None. Evaluation reports its loss next to the model's."""

@@ -32,6 +32,21 @@ torch = lazy_module("torch")
 
 DEAD = -1
 """The DFA state of a prefix that no completion puts back into the language."""
+PUMPING_DRAWS = 3
+"""Pumped-down witnesses a formal language builds per long input."""
+
+
+def _loops(visited: list[int]) -> list[tuple[int, int]]:
+    """(i, j), i < j, with the same state at visits i and j and no repeat in between: the
+    stretches a pumping step may cut."""
+    last: dict[int, int] = {}
+    loops = []
+    for index, state in enumerate(visited):
+        if state in last:
+            loops.append((last[state], index))
+        last[state] = index
+    return loops
+
 
 # Tomita's seven languages over {0, 1}, as DFAs: (transitions {state: (on 0, on 1)},
 # accepting states). State 0 starts; DEAD absorbs.
@@ -174,6 +189,30 @@ class Tomita(SequenceTask):
         mask |= ((states >= 0) & accept[safe]).astype(np.int64) << 2
         return torch.as_tensor(mask)
 
+    def short_instances(
+        self, x: np.ndarray, max_length: int, generator: np.random.Generator
+    ) -> list[np.ndarray]:
+        """x pumped down: cut the stretches between two visits of the same DFA state (chosen
+        at random) until at most ``max_length`` tokens are left. The DFA ends in x's state,
+        so the next-character set is x's. Three draws."""
+        states = [0, *self.states(torch.as_tensor(np.asarray(x)[None]))[0].tolist()]
+        if states[-1] == DEAD:
+            return []
+        out = []
+        for _ in range(PUMPING_DRAWS):
+            keep = list(range(len(x)))  # token t leads from states[t] to states[t + 1]
+            visits = [0, *(t + 1 for t in keep)]
+            while len(keep) > max_length:
+                loops = _loops([states[v] for v in visits])
+                if not loops:
+                    break
+                start, end = loops[int(generator.integers(len(loops)))]
+                visits = visits[: start + 1] + visits[end + 1 :]
+                keep = keep[:start] + keep[end:]
+            if 1 <= len(keep) <= max_length:  # an empty string is no input
+                out.append(np.asarray(x)[keep].astype(np.int64))
+        return out
+
     def _log_counts(self, length: int, final: np.ndarray) -> np.ndarray:
         table, _, _ = self._tables
         counts = np.full((length + 1, table.shape[0]), -np.inf)
@@ -247,6 +286,48 @@ class Dyck(SequenceTask):
             mask = opens | np.where(depth > 0, 1 << (2 * top + 1), eos)
             out[:, t] = np.where(alive, mask, 0)
         return torch.as_tensor(out)
+
+    def short_instances(
+        self, x: np.ndarray, max_length: int, generator: np.random.Generator
+    ) -> list[np.ndarray]:
+        """x pumped down: cut balanced stretches (a bracket and its match, with all between)
+        chosen at random, then unmatched opening brackets below the innermost, until at
+        most ``max_length`` tokens are left. The innermost open bracket and whether one is
+        open stay x's, so the next-character set is x's. Three draws."""
+        tokens = [int(t) for t in x]
+        stack: list[int] = []
+        match: dict[int, int] = {}
+        for i, t in enumerate(tokens):
+            if t % 2 == 0:
+                stack.append(i)
+            elif not stack or tokens[stack[-1]] // 2 != t // 2:
+                return []  # a dead prefix: nothing to keep
+            else:
+                match[stack.pop()] = i
+        out = []
+        for _ in range(PUMPING_DRAWS):
+            keep = set(range(len(tokens)))
+            spans = list(match.items())
+            order = generator.permutation(len(spans))
+            for k in order:
+                if len(keep) <= max_length:
+                    break
+                start, end = spans[k]
+                if start in keep and len(keep) - (end - start + 1) >= max_length // 2:
+                    keep -= set(range(start, end + 1))
+            for k in sorted(order):  # the smallest spans last, if still too long
+                if len(keep) <= max_length:
+                    break
+                start, end = spans[k]
+                if start in keep:
+                    keep -= set(range(start, end + 1))
+            for i in stack[:-1]:
+                if len(keep) <= max_length:
+                    break
+                keep.discard(i)
+            if len(keep) <= max_length and keep:
+                out.append(np.array([tokens[i] for i in sorted(keep)], dtype=np.int64))
+        return out
 
     def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
         final = length % 2

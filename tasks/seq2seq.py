@@ -32,6 +32,11 @@ from .sequence import SequenceTask, separator_targets
 
 torch = lazy_module("torch")
 
+WINDOW = 2
+"""Written output tokens a sub-instance keeps (`_Transduction.short_instances`)."""
+PUMPING_DRAWS = 3
+"""Random sub-instances of interleaved majority per long input."""
+
 
 def distinct_tokens(
     generator: np.random.Generator, vocab: int, batch: int, count: int
@@ -74,8 +79,52 @@ class _Transduction(SequenceTask):
     def target_span(self, length: int) -> tuple[int, int]:
         return self.input_length(length), length - 1
 
-    def answer(self, source: list[int]) -> list[int]:
+    def order(self, source: list[int]) -> list[int]:
+        """The input index each output token copies, in output order."""
         raise NotImplementedError
+
+    def answer(self, source: list[int]) -> list[int]:
+        return [source[i] for i in self.order(source)]
+
+    def short_instances(
+        self, x: np.ndarray, max_length: int, generator: np.random.Generator
+    ) -> list[np.ndarray]:
+        """Sub-instances on a subset S of the input: S holds the input tokens the next output
+        and the last ``WINDOW`` written ones copy, so the short instance ``x[S] SEP`` (with its
+        own output written up to there) ends on the same tokens and asks for the same one.
+        Three subsets: those tokens with the input tokens nearest the next one's (a
+        contiguous stretch for copy), and random ones of the largest size and of half of
+        it."""
+        row = [int(t) for t in x]
+        if self.V not in row:
+            return []
+        sep = row.index(self.V)
+        source, written = row[:sep], len(row) - sep - 1
+        order = self.order(source)
+        if written >= len(order) or not source:
+            return []
+        needed = sorted({order[k] for k in range(max(0, written - WINDOW), written + 1)})
+        # the short instance holds |S| + 1 + (outputs before the next) <= 2 |S| tokens
+        size = min(len(source), max(max_length - 1 - written, max_length // 2))
+        if size < len(needed):
+            return []
+        rest = [i for i in range(len(source)) if i not in needed]
+        nearest = sorted(rest, key=lambda i: abs(i - order[written]))
+        subsets = [sorted([*needed, *nearest[: size - len(needed)]])]
+        for count in (size, max(len(needed), size // 2)):
+            extra = generator.choice(len(rest), size=count - len(needed), replace=False)
+            subsets.append(sorted(set(needed) | {rest[i] for i in extra}))
+        out = []
+        for subset in subsets:
+            if order[written] not in subset or not set(needed) <= set(subset):
+                continue
+            short = [source[i] for i in subset]
+            position = subset.index(order[written])
+            index = self.order(short).index(position)
+            z = [*short, self.V, *self.answer(short)[:index]]
+            if len(z) <= max_length:
+                out.append(np.array(z, dtype=np.int64))
+        return out
 
     def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:
         n = self.input_length(length)
@@ -108,8 +157,8 @@ class UniqueCopy(_Transduction):
     unique: ClassVar[bool] = True
     V: int = 100
 
-    def answer(self, source: list[int]) -> list[int]:
-        return list(source)
+    def order(self, source: list[int]) -> list[int]:
+        return list(range(len(source)))
 
 
 @register_task
@@ -122,8 +171,8 @@ class RepeatCopy(_Transduction):
 
     name: ClassVar[str] = "repeat_copy"
 
-    def answer(self, source: list[int]) -> list[int]:
-        return list(source)
+    def order(self, source: list[int]) -> list[int]:
+        return list(range(len(source)))
 
 
 @register_task
@@ -138,8 +187,8 @@ class Sort(_Transduction):
     unique: ClassVar[bool] = True
     V: int = 100
 
-    def answer(self, source: list[int]) -> list[int]:
-        return sorted(source)
+    def order(self, source: list[int]) -> list[int]:
+        return sorted(range(len(source)), key=lambda i: source[i])
 
 
 @register_task
@@ -151,8 +200,8 @@ class Reverse(_Transduction):
 
     name: ClassVar[str] = "reverse"
 
-    def answer(self, source: list[int]) -> list[int]:
-        return source[::-1]
+    def order(self, source: list[int]) -> list[int]:
+        return list(reversed(range(len(source))))
 
 
 @register_task
@@ -199,6 +248,33 @@ class InterleavedMajority(SequenceTask):
             ones = sum(1 for t in source[r :: self.p] if t == 1)
             zeros = sum(1 for t in source[r :: self.p] if t == 0)
             out.append(NO_CLASS if ones == zeros else int(ones > zeros))
+        return out
+
+    def short_instances(
+        self, x: np.ndarray, max_length: int, generator: np.random.Generator
+    ) -> list[np.ndarray]:
+        """Sub-instances on whole periods of the input: a random subset of its blocks of p
+        positions (each keeps its residues), the partial last block kept, with the answers
+        written as far as x's. Each residue class keeps about its share of 1s, so the
+        answer is x's unless x is near a tie. Three draws."""
+        row = [int(t) for t in x]
+        if 2 not in row:
+            return []
+        sep = row.index(2)
+        source, written = row[:sep], len(row) - sep - 1
+        if written >= self.p:
+            return []
+        blocks, partial = divmod(len(source), self.p)
+        room = (max_length - 1 - written - partial) // self.p
+        if room < 1:
+            return []
+        out = []
+        for _ in range(PUMPING_DRAWS):
+            chosen = np.sort(generator.choice(blocks, size=min(room, blocks), replace=False))
+            short = [t for b in chosen for t in source[b * self.p : (b + 1) * self.p]]
+            short += source[blocks * self.p :]
+            answers = [max(a, 0) for a in self.answer(short)]  # a tie is written as 0
+            out.append(np.array([*short, 2, *answers[:written]], dtype=np.int64))
         return out
 
     def sample(self, batch: int, length: int, generator: np.random.Generator) -> np.ndarray:

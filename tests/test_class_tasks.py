@@ -559,7 +559,9 @@ def test_model_output_width_follows_the_number_of_classes():
 def test_cli_lists_the_class_tasks(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
-    names = {line.split()[0] for line in out.splitlines() if line and not line[0].isspace()}
+    names = {
+        line.split()[0].rstrip(":") for line in out.splitlines() if line and not line[0].isspace()
+    }
     assert {"majority", "parity", "residue_majority", "first"} <= names
     assert out.count("output: classes") >= 4
 

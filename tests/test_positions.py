@@ -187,3 +187,63 @@ def test_cli_eval_bins_and_check_positions(copy_run, tmp_path, capsys):
     assert [r["role"] for r in positions["roles"]] == ["first", "middle", "last"]
     assert all((folder / role / "certificate.json").is_file() for role in ("first", "last"))
     assert "all positions" in capsys.readouterr().out
+
+
+SHORT_INSTANCE_TASKS = [
+    "unique_copy:V=70", "repeat_copy:V=3", "sort:V=70", "reverse:V=3", "interleaved_majority",
+    *(f"tomita:n={n}" for n in range(1, 8)), "dyck:k=1", "dyck:k=2",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", SHORT_INSTANCE_TASKS)
+def test_short_instances_keep_the_answer_and_fit(spec):
+    """Every short instance fits and, except interleaved majority near a tie, answers as the
+    long input at its last position; transductions also end on the same token."""
+    task = get_task(spec)
+    rng = np.random.default_rng(0)
+    kept = made = 0
+    for role in ("first", "middle", "last"):
+        problem = TargetRole(task, role)
+        x = problem.sample(12, 61, rng)
+        answers = problem.oracle(torch.as_tensor(x))
+        limit = problem.role_position(20) + 1
+        for row, answer in zip(x, answers.tolist(), strict=True):
+            for z in task.short_instances(row, limit, rng):
+                made += 1
+                assert 1 <= len(z) <= limit
+                kept += int(task.oracle(torch.as_tensor(z[None]))[0]) == answer
+                if not spec.startswith(("interleaved", "tomita", "dyck")):
+                    assert z[-1] == row[-1]
+    assert made >= 12
+    if spec.startswith("interleaved"):
+        assert kept >= 0.7 * made  # near a tie a residue's majority can flip
+    else:
+        assert kept == made
+
+
+def test_tasks_without_structure_give_no_short_instances():
+    rng = np.random.default_rng(0)
+    for spec in ("majority:V=2", "parity", "addition"):
+        task = get_task(spec)
+        x = task.sample(1, 30, rng)[0]
+        assert task.short_instances(np.asarray(x), 10, rng) == []
+
+
+def test_dyck_pumping_cuts_balanced_stretches():
+    task = get_task("dyck:k=2")
+    x = np.array([0, 2, 3, 0, 1, 2, 0, 2, 3, 1])  # ( [ ] ( ) [ ( [ ] )  -> open: ( [
+    for z in task.short_instances(x, 6, np.random.default_rng(1)):
+        assert len(z) <= 6
+        assert int(task.oracle(torch.as_tensor(z[None]))[0]) == int(
+            task.oracle(torch.as_tensor(x[None]))[0]
+        )
+
+
+def test_the_check_tries_the_task_witnesses(copy_run):
+    report = simcheck.check(copy_run, test_lengths=[30], max_samples=100, samples=50)
+    assert "task" in report.config["witnesses"]
+    without = simcheck.check(copy_run, test_lengths=[30], max_samples=100, samples=50,
+                             witnesses=("types", "blocks", "search"))  # fmt: skip
+    assert "task" not in without.config["witnesses"]
+    with pytest.raises(simcheck.SimcheckError, match="unknown witness method"):
+        simcheck.check(copy_run, test_lengths=[30], witnesses=("pumping",))
