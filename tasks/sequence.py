@@ -192,3 +192,8 @@ class TargetRole(Task):
 
     def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.task.oracle(tokens)
+
+    def short_instances(
+        self, x: np.ndarray, max_length: int, generator: np.random.Generator
+    ) -> list[np.ndarray]:
+        return self.task.short_instances(x, max_length, generator)

@@ -239,11 +239,47 @@ def test_dyck_pumping_cuts_balanced_stretches():
         )
 
 
+def test_target_roles_hand_on_the_task_witnesses():
+    task = get_task("sort:V=70")
+    rng = np.random.default_rng(3)
+    for role in ("first", "middle", "last"):
+        problem = TargetRole(task, role)
+        x = problem.sample(1, 61, rng)[0]
+        limit = problem.role_position(20) + 1
+        shorts = problem.short_instances(x, limit, rng)
+        assert shorts
+        answer = int(problem.oracle(torch.as_tensor(x[None]))[0])
+        for z in shorts:
+            assert len(z) <= limit
+            assert int(problem.oracle(torch.as_tensor(z[None]))[0]) == answer
+
+
 def test_the_check_tries_the_task_witnesses(copy_run):
     report = simcheck.check(copy_run, test_lengths=[30], max_samples=100, samples=50)
     assert "task" in report.config["witnesses"]
+    assert "task" in report.results[0].by_method
+    positions = check_positions(copy_run, test_lengths=[30], max_samples=100, samples=50)
+    assert all("task" in r.report.results[0].by_method for r in positions.roles)
     without = simcheck.check(copy_run, test_lengths=[30], max_samples=100, samples=50,
                              witnesses=("types", "blocks", "search"))  # fmt: skip
     assert "task" not in without.config["witnesses"]
     with pytest.raises(simcheck.SimcheckError, match="unknown witness method"):
         simcheck.check(copy_run, test_lengths=[30], witnesses=("pumping",))
+
+
+def test_a_sweep_over_tasks_with_targets_at_many_positions(tmp_path):
+    spec = {
+        "name": "languages",
+        "grid": {"task": ["tomita:n=4", "sort:V=30"], "seed": [0]},
+        "model": {"d_model": 8, "d_mlp": 16, "n_ctx": 64, "n_layers": 2},
+        "train": {"train_len": 10, "steps": 10, "batch_size": 8},
+        "eval": {"lengths": [10, 20], "samples": 16},
+        "check": {"test_lengths": [20], "samples": 4, "max_samples": 8,
+                  "reference_samples": 16},
+    }  # fmt: skip
+    result = simcheck.sweep(spec, tmp_path / "sweep", workers=1, progress=False)
+    table = result.table
+    assert set(table.status) == {"ok"}
+    assert set(table.task_name) == {"tomita", "sort"}
+    assert table["outcome@20"].notna().all()
+    assert (table["error@20"].between(0, 1)).all()
