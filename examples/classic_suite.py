@@ -133,7 +133,47 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STEM = "classic_suite"
 FIRST_VERSION = "results_generic_witnesses"
 """Where the development grid's results under the first version of the check are kept."""
-EXPLANATIONS: list[str] = []
+EXPLANATIONS: list[str] = [
+    "Notes, written after reading the results (they explain; they change no criterion):",
+    "",
+    "- **Dyck-1, ape, seed 0**: the one disagreement on the development grid is one of "
+    "granularity. The criterion pools the tokens of the 101-150 bin (0.993), most of which "
+    "are easy (inside a bracket the set is `( )`); the check reads the last position of a "
+    "length-150 string, where EOS must be allowed exactly at depth 0, and that role's own "
+    "accuracy at T = 150 is 0.785 (middle role: 1.000, certified). Exact match in the bin "
+    "is 0.505. The check agrees with the role it reads; the token-pooled criterion hides the "
+    "failure.",
+    "- **Unique copy, ape** (published: generalizes): learned at N (token accuracy 1.000) but "
+    "not beyond: 0.956 in 51-100, 0.681 in 101-150; per role at T = 150 the first output "
+    "is right (1.000), the middle nearly (0.985), the last not (0.016): the error grows "
+    "with the output index. The held-out seed does better (0.983 and 0.916) and fails the "
+    "same way (exact match 0.014 in 101-150; last role not-simulatable), and the "
+    "calibration model (seed 100) had 0.823 in 101-150: not one seed's accident. The "
+    "published models are larger and train far longer than a 2-layer, 64-wide model's "
+    "8000 CPU steps; the check agrees with what this "
+    "model does (not-simulatable at the last role).",
+    "- **Parity, repeat copy, addition** (published: fail) and **reverse** are not learned "
+    "at N at this size (fails-short, and the check says fails-short): consistent with the "
+    "published failure in that nothing generalizes, but a run that does not learn at N "
+    "cannot tell a failure to extrapolate from a failure to learn.",
+    "- **Interleaved majority** is not learned at N by either encoding (token accuracy "
+    "0.84). A possible reason, not tested here: with random offsets a learned row's index "
+    "mod 3 does not give a position's residue from the start of the sequence, and without "
+    "positions it must be counted.",
+    "- **Formal languages.** Tomita 1, 2, 7 and Dyck-1 with NoPE generalize, and so does "
+    "Tomita 4 with APE by tokens (0.998 in 101-150, exact match 0.785). Tomita 5 and 6 (the "
+    "modular-counting languages), Tomita 3 and 4 with NoPE are not learned at N by tokens; "
+    "Tomita 3 with APE and Dyck-2 pass 0.95 at N by tokens but not by exact match, and do "
+    "not hold 0.95 beyond it (0.939; 0.884 and 0.894): the check certifies none of them. "
+    "Dyck-1 and Tomita 4 with APE on the held-out seed generalize by tokens (0.997, 0.998) "
+    "and are certified, while their exact match falls (0.701, 0.726): the criterion counts "
+    "tokens, and the published-pattern column counts sequences.",
+    "- **The first version of the check** (below) could not certify sort, which generalizes: "
+    "a sorted output's next token is the input's successor of the current one, and the "
+    "proportion-preserving and block witnesses drop it (task gap 1, `unexplained-pass`). "
+    "The task's own sub-instances keep it, and sort is certified.",
+    "",
+]
 """Notes on the disagreements, written after reading them (they explain; they change no
 criterion)."""
 
@@ -336,10 +376,14 @@ def summary_lines(frame: pd.DataFrame, part: str) -> list[str]:
         f"{int(roles[0].sum())}/{int(roles[1].sum())} roles."
     )
     ape = sub[(sub.pos == "ape") & (sub.published != "")]
-    held = (ape.pattern == ape.published).sum()
+    positive = ape[ape.published == "generalizes"]
+    negative = ape[ape.published == "fails"]
     lines.append(
-        f"  - published APE pattern: {held}/{len(ape)} clear cases reproduced "
-        "(exact match; see the table)."
+        f"  - published APE pattern (exact match): {int((positive.pattern == 'generalizes').sum())}"
+        f"/{len(positive)} of the tasks published to generalize do here; "
+        f"{int((negative.pattern != 'generalizes').sum())}/{len(negative)} of those published "
+        f"to fail do not generalize ({int((negative.pattern == 'fails-short').sum())} of "
+        "them not learned at N: fails-short)."
     )
     return lines
 
@@ -393,7 +437,9 @@ def write_report(root: Path, command: str) -> None:
     lines = [
         "# The classic length-generalization suite",
         "",
-        f"Command: `{command}`",
+        "Commands: `OMP_NUM_THREADS=1 python examples/classic_suite.py --part dev`, then "
+        f"`--part holdout` (2 workers); this file written by `{command}`. Timings are in the "
+        f"`.csv` (`train s`, `check s`).",
         f"Source: {source_revision()}; versions: {json.dumps(library_versions())}",
         "",
         f"Models: {SIZE}, {TRAIN}, {SHORT_STEPS} or {LONG_STEPS} steps, N = {TRAIN_LEN}; "
@@ -411,6 +457,15 @@ def write_report(root: Path, command: str) -> None:
         "",
         *EXPLANATIONS,
     ]
+    for part in ("dev", "holdout"):
+        sub = frame[frame.part == part]
+        if sub.empty:
+            continue
+        lines += [f"## {part}", "", "| " + " | ".join(columns) + " |",
+                  "|" + "---|" * len(columns)]  # fmt: skip
+        for _, row in sub.iterrows():
+            lines.append("| " + " | ".join(fmt(row[c]) for c in columns) + " |")
+        lines.append("")
     if not first_version.empty:
         lines += [
             "## The first version of the check (generic witnesses only)",
@@ -425,15 +480,6 @@ def write_report(root: Path, command: str) -> None:
             *disagreements(first_version),
             "",
         ]
-    for part in ("dev", "holdout"):
-        sub = frame[frame.part == part]
-        if sub.empty:
-            continue
-        lines += [f"## {part}", "", "| " + " | ".join(columns) + " |",
-                  "|" + "---|" * len(columns)]  # fmt: skip
-        for _, row in sub.iterrows():
-            lines.append("| " + " | ".join(fmt(row[c]) for c in columns) + " |")
-        lines.append("")
     write_text(RESULTS / f"{STEM}.md", "\n".join(lines) + "\n")
     print("\n".join(lines[:20]))
 

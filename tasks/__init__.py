@@ -1,7 +1,9 @@
 """simcheck.tasks: sequence tasks with exact oracles at any length.
 
 `get_task("modp:p=3,k=0")` builds a registered task from a spec string; subclass `Task`
-(and decorate with `register_task` to reach it from the CLI) to add your own. The built-in
+(and decorate with `register_task` to reach it from the CLI) to add your own, or
+`SequenceTask` for a task with targets at many positions (copy, sort, addition, formal
+languages: `seq2seq` and `languages`). The built-in
 tasks import torch on first use (`simcheck.lazy_import`), so listing them is quick.
 """
 
