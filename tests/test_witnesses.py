@@ -62,7 +62,7 @@ def test_witness_to_dict_is_json_ready_and_rounded():
     }
     json.dumps(d)
     assert w.length == 3 and w.tokens.dtype == np.int64
-    assert WITNESS_METHODS == ("types", "blocks", "search")
+    assert WITNESS_METHODS == ("types", "blocks", "task", "search")
 
 
 # ------------------------------------------------------------------ counts, errors, lengths
