@@ -153,7 +153,11 @@ class Task:
                 f"{type(self).__name__}.sample returned shape {tuple(tokens.shape)}, expected "
                 f"({batch}, {length}); fix sample() to return [batch, length] token ids"
             )
-        return Batch(tokens, self.oracle(tokens))
+        return Batch(tokens, self.batch_targets(tokens))
+
+    def batch_targets(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The targets a training batch carries: the oracle's, for the last position."""
+        return self.oracle(tokens)
 
     def target(self, tokens: Any) -> torch.Tensor:
         """`oracle` on validated input: accepts a list, a 1-D sequence or a [batch, length]

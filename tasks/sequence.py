@@ -30,7 +30,7 @@ import numpy as np
 from simcheck.errors import TaskSpecError
 from simcheck.lazy_import import lazy_module
 
-from .base import NO_CLASS, Batch, OutputKind, Task
+from .base import NO_CLASS, OutputKind, Task
 
 torch = lazy_module("torch")
 F = lazy_module("torch.nn.functional")
@@ -62,15 +62,9 @@ class SequenceTask(Task):
         """The target of the last position: the answer of the prefix problem."""
         return self.position_targets(tokens)[:, -1]
 
-    def batch(self, batch: int, length: int, generator: np.random.Generator) -> Batch:
-        """Sample a batch; its targets are those of every position, [batch, length]."""
-        tokens = self.check_tokens(self.sample(batch, length, generator))
-        if tokens.shape != (batch, length):
-            raise TaskSpecError(
-                f"{type(self).__name__}.sample returned shape {tuple(tokens.shape)}, expected "
-                f"({batch}, {length}); fix sample() to return [batch, length] token ids"
-            )
-        return Batch(tokens, self.position_targets(tokens))
+    def batch_targets(self, tokens: torch.Tensor) -> torch.Tensor:
+        """A batch's targets are those of every position, [batch, length]."""
+        return self.position_targets(tokens)
 
     def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-sequence loss: with outputs at every position ([batch, length, classes] against
