@@ -35,7 +35,7 @@ Attention modes:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -79,6 +79,11 @@ def attention_weights(
 RowsCallback = Callable[[int, int, int, torch.Tensor, torch.Tensor], None]
 """Called as ``(layer, first_row, stop_row, scores, weights)`` with the [batch, head, rows,
 keys <= stop_row] blocks of one attention computation."""
+ScoreEdit = Callable[[torch.Tensor, int], torch.Tensor]
+"""Called as ``edit(scores, first_row)`` with a [batch, head, rows, keys <= stop_row] block of
+logits (biases added, future keys not yet masked) whose rows are the queries ``first_row,
+first_row + 1, ...``; returns the logits to use instead: an intervention on the model's
+attention (`simcheck.interventions`)."""
 
 
 def _alibi_bias(attn: Any, first: int, stop: int) -> torch.Tensor:
@@ -122,9 +127,11 @@ def _explicit_rows(
     z: torch.Tensor,
     mode: AttentionMode,
     on_rows: RowsCallback,
+    edit: ScoreEdit | None = None,
 ) -> None:
     """Fill ``z``'s ``rows`` with scores, weights (``mode``) and weights @ v, block by block
-    of query rows, reporting each block's scores and weights to ``on_rows``."""
+    of query rows, reporting each block's scores and weights to ``on_rows``; ``edit``
+    replaces each block's logits before the causal mask."""
     batch, length, heads, _ = q.shape
     block = max(1, SCORE_BUDGET // (batch * heads * length))
     for first, stop in _row_blocks(rows, block):
@@ -135,6 +142,8 @@ def _explicit_rows(
             attn.add_local_bias(scores, first_query=first, unit_scale=unit)
         if attn.cfg.positional_embedding_type == "alibi":
             scores = scores + _alibi_bias(attn, first, stop)
+        if edit is not None:
+            scores = edit(scores, first)
         query_pos = torch.arange(first, stop, device=scores.device)
         future = torch.arange(stop, device=scores.device)[None, :] > query_pos[:, None]
         scores = scores.masked_fill(future, -math.inf)
@@ -215,6 +224,7 @@ def _chunked_forward(
     on_rows: RowsCallback,
     fused: bool = False,
     read_rows: list[tuple[int, int]] | None = None,
+    edit: ScoreEdit | None = None,
 ) -> Callable[..., torch.Tensor]:
     pos_type = attn.cfg.positional_embedding_type
 
@@ -239,6 +249,8 @@ def _chunked_forward(
         rows = rows_for(layer, length)
         if fused:
             _fused_rows(attn, layer, rows, q, k, v, z)
+        elif edit is not None:
+            _explicit_rows(attn, layer, rows, q, k, v, z, mode, on_rows, edit)
         elif read_rows is not None and mode == "softmax":
             # every row fused, then the rows that are read again explicitly (same z)
             _fused_rows(attn, layer, rows, q, k, v, z)
@@ -294,6 +306,7 @@ def chunked_attention(
     on_rows: RowsCallback,
     fused_layers: Collection[int] = (),
     read_rows: list[tuple[int, int]] | None = None,
+    score_edits: Mapping[int, ScoreEdit] | None = None,
 ) -> Iterator[None]:
     """Within the block, every attention layer of ``model`` computes only the query rows
     ``rows_for(layer, length)`` (a list of [first, stop) ranges; other rows output zero),
@@ -304,15 +317,17 @@ def chunked_attention(
     and report nothing to ``on_rows``; ``hook_z`` and the output are the same. With
     ``read_rows`` (the query rows whose scores and weights are read), the other layers also
     compute every row fused and then only ``read_rows`` explicitly, reporting those. Finite
-    precision computes every layer explicitly."""
-    fused = set(fused_layers) if mode == "softmax" else set()
+    precision computes every layer explicitly. A layer in ``score_edits`` computes its rows
+    explicitly with its logits replaced by the edit (`ScoreEdit`)."""
+    edits = dict(score_edits or {})
+    fused = set(fused_layers) - set(edits) if mode == "softmax" else set()
     patched = []
     try:
         for layer, block in enumerate(model.blocks):
             # an instance attribute shadows the class's forward; deleting it restores it
             block.attn.forward = _chunked_forward(
                 block.attn, layer, rows_for, mode, on_rows, fused=layer in fused,
-                read_rows=read_rows,
+                read_rows=read_rows, edit=edits.get(layer),
             )  # fmt: skip
             patched.append(block.attn)
         yield

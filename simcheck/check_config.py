@@ -32,6 +32,7 @@ _INTEGERS = (
     "blocks_candidates",
     "search_rounds",
     "search_proposals",
+    "intervention_samples",
 )
 
 
@@ -83,6 +84,16 @@ class CheckConfig:
         class_metric: for class tasks, ``"decision"`` (the gaps compare decisions: task
             gap [f(z) != f(x)], model gap [argmax g(z) != argmax g(x)], short error
             [argmax g(z) != f(z)]) or ``"tv"`` (total variation of class probabilities).
+        up_to: check a range of lengths instead: T = 2N, 4N, 8N, ... up to this, with the
+            error level split over them so that the confidence holds for the whole range,
+            stopping at the first length where the model fails (not-simulatable or
+            fails-short); `simcheck.forecast.LengthRange` says the longest certified length,
+            the first that is not, the first failure, and forecasts where the certificate
+            ends. Not together with ``test_lengths``.
+        interventions: at a length whose outcome is not-simulatable or undecided, run the
+            interchange interventions and the repairs of `simcheck.interventions` on the
+            uncovered inputs, and confirm or reject each cause by them.
+        intervention_samples: uncovered long inputs the interventions run on, at most.
     """
 
     test_lengths: tuple[int, ...] = ()
@@ -101,6 +112,9 @@ class CheckConfig:
     search_proposals: int = 16
     diverge_at: float = 0.5
     class_metric: ClassMetric = "decision"
+    up_to: int | None = None
+    interventions: bool = True
+    intervention_samples: int = 64
 
     def __post_init__(self) -> None:
         for name in _INTEGERS:
@@ -141,11 +155,31 @@ class CheckConfig:
             raise SimcheckError(
                 f"class_metric must be one of {', '.join(CLASS_METRICS)}, got '{self.class_metric}'"
             )
+        if self.intervention_samples < 1:
+            raise SimcheckError(
+                f"intervention_samples must be >= 1, got {self.intervention_samples}"
+            )
+        if not isinstance(self.interventions, bool | np.bool_):
+            raise SimcheckError(f"interventions must be true or false, got {self.interventions!r}")
+        if self.up_to is not None:
+            if not _is_int(self.up_to) or self.up_to < 2:
+                raise SimcheckError(f"up_to must be an integer length >= 2, got {self.up_to!r}")
+            if self.test_lengths:
+                raise SimcheckError(
+                    "give either test_lengths or up_to (a range 2N, 4N, ... up to it), not both"
+                )
+            object.__setattr__(self, "up_to", int(self.up_to))
         parse_attention(self.attention)
         _check_witnesses(self.witnesses)
 
     def lengths_for(self, train_len: int) -> list[int]:
-        """The test lengths, or 8 N when none were given."""
+        """The test lengths: those given, the range 2N, 4N, ... up to ``up_to``, or 8 N."""
+        if self.up_to is not None:
+            lengths, length = [], 2 * train_len
+            while length <= self.up_to:
+                lengths.append(length)
+                length *= 2
+            return lengths
         return list(self.test_lengths) or [DEFAULT_LENGTH_FACTOR * train_len]
 
     def validate_for(self, metric_max: float, metric_name: str, train_len: int) -> None:
@@ -154,6 +188,11 @@ class CheckConfig:
         if train_len < 1:
             raise SimcheckError(
                 f"train_len must be >= 1 (the longest training length N), got {train_len}"
+            )
+        if self.up_to is not None and self.up_to < 2 * train_len:
+            raise SimcheckError(
+                f"up_to={self.up_to} is below 2N = {2 * train_len}: the range 2N, 4N, ... up to "
+                f"it is empty; use up_to >= {2 * train_len}"
             )
         if self.eps >= metric_max:
             raise SimcheckError(

@@ -54,9 +54,17 @@ from simcheck.diagnosis import (
     diagnose,
 )
 from simcheck.errors import SimcheckError
+from simcheck.forecast import MAX_FACTOR, Forecast, crossing, dilution_trends
 from simcheck.gaps import ChainTerms
+from simcheck.interventions import (
+    Interchange,
+    Runner,
+    emulated_quantiles,
+    plan_repairs,
+    run_repairs,
+)
 from simcheck.io import library_versions, torch_threads, weights_hash
-from simcheck.outcomes import UNDECIDED, decide
+from simcheck.outcomes import FAILS_SHORT, NOT_SIMULATABLE, UNDECIDED, decide
 from simcheck.probes import AttentionMass, Output, Probe, Residual, default_probes
 from simcheck.progress import progress_bar
 from simcheck.recording import record
@@ -82,17 +90,26 @@ CHECK_STREAM = 0x5EED_C4EC
 """Mixed into every seed of the check, so its inputs differ from `simcheck.evaluate`'s."""
 REFERENCE_STREAM = 0
 """The reference inputs' stream key (test lengths are >= 1, so it never meets theirs)."""
+RANGE_STOPS = (NOT_SIMULATABLE, FAILS_SHORT)
+"""Outcomes at which a range check stops: the model fails there. Past an undecided length or
+an unexplained pass it goes on, since neither says the model fails."""
+FORECAST_INPUTS = 256
+"""Long inputs of the longest certified length that the forecast runs longer, at most."""
+INTERVENTION_STREAM = 0x1A7E
+"""The stream key of the interventions' bootstrap resamples (with the test length)."""
 MAX_DRAWS = 50
 """Batches drawn at most while collecting long inputs that have a class."""
 
 
 @dataclass(frozen=True)
 class _Outcome:
-    """Task and model on a list of sequences: f, g [K, ...] and comparable states."""
+    """Task and model on a list of sequences: f, g [K, ...], comparable states and the raw
+    task outputs (the logits behind g, for decision margins)."""
 
     f: torch.Tensor
     g: torch.Tensor
     states: dict[str, torch.Tensor]
+    raw: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,7 @@ class Simulation:
         terms: each input's [candidates, 3] array of task gap, short error, model gap.
         chain_best: per input, the witness with the least chain (sum of the terms).
         f_z, g_z, states_z: task, model and states at that witness.
+        raw_x: the model's raw task outputs on the long inputs (logits, for margins).
     """
 
     tokens: np.ndarray
@@ -119,6 +137,7 @@ class Simulation:
     f_z: torch.Tensor
     g_z: torch.Tensor
     states_z: dict[str, torch.Tensor]
+    raw_x: torch.Tensor
 
     @property
     def count(self) -> int:
@@ -143,13 +162,19 @@ class Simulation:
         """[M, 3] terms at each input's chain witness."""
         return np.stack([t[b] for t, b in zip(self.terms, self.chain_best, strict=True)])
 
+    def task_match_index(self) -> list[int]:
+        """Per input, the index of its best task match (least task gap, then least chain)."""
+        return [int(np.lexsort((t.sum(1), t[:, 0]))[0]) for t in self.terms]
+
     def at_task_match(self) -> np.ndarray:
         """[M, 3] terms at each input's best task match (least task gap, then least chain)."""
-        rows = []
-        for t in self.terms:
-            best = np.lexsort((t.sum(1), t[:, 0]))[0]
-            rows.append(t[best])
-        return np.stack(rows)
+        best = self.task_match_index()
+        return np.stack([t[b] for t, b in zip(self.terms, best, strict=True)])
+
+    def task_matched(self) -> list[Witness]:
+        """Each input's best task match: the counterfactual of the interventions."""
+        best = self.task_match_index()
+        return [ws[b] for ws, b in zip(self.witnesses, best, strict=True)]
 
     def chosen(self) -> list[Witness]:
         return [ws[b] for ws, b in zip(self.witnesses, self.chain_best, strict=True)]
@@ -170,6 +195,7 @@ class Simulation:
             f_z=torch.cat([p.f_z for p in parts]),
             g_z=torch.cat([p.g_z for p in parts]),
             states_z={k: torch.cat([p.states_z[k] for p in parts]) for k in parts[0].states_z},
+            raw_x=torch.cat([p.raw_x for p in parts]),
         )
 
 
@@ -190,6 +216,7 @@ def _subset(outcome: _Outcome, rows: list[int]) -> _Outcome:
         outcome.f[index],
         outcome.g[index],
         {name: value[index] for name, value in outcome.states.items()},
+        outcome.raw[index],
     )
 
 
@@ -236,9 +263,10 @@ class _Checker:
             recording = record(self.model, model_input, self.probes, attention=self.mode)
             f = self.task.oracle(tokens)
             f = f.long() if self.task.output == "classes" else f.float()
-            g = self.task.prediction(recording["output"][:, 0].cpu()).float()
+            raw = recording["output"][:, 0].cpu().float()
+            g = self.task.prediction(raw).float()
             states = {p.name: recording[p.name][:, 0].cpu() for p in self.recorded}
-            parts.append((rows, f, g, states))
+            parts.append((rows, f, g, states, raw))
         order = torch.as_tensor([i for rows, *_ in parts for i in rows])
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(len(order))
@@ -247,7 +275,8 @@ class _Checker:
         states = {
             name: torch.cat([part[3][name] for part in parts])[inverse] for name in parts[0][3]
         }
-        return _Outcome(f, g, states)
+        raw = torch.cat([part[4] for part in parts])[inverse]
+        return _Outcome(f, g, states, raw)
 
     def probe_discrepancy(
         self, states_x: dict[str, torch.Tensor], states_z: dict[str, torch.Tensor]
@@ -352,6 +381,7 @@ class _Checker:
             f_z=f_z,
             g_z=g_z,
             states_z=states_z,
+            raw_x=long.raw,
         )
 
     def _search_starts(
@@ -529,11 +559,23 @@ def check(
     schedule = [config.samples] if config.worst_case else look_schedule(
         config.samples, config.max_samples
     )  # fmt: skip
-    alpha = look_alpha(config.confidence, len(schedule))
+    # a range (up_to) makes one statement over all its lengths: the level is split over them
+    looks = len(schedule) * (len(lengths) if config.up_to is not None else 1)
+    alpha = look_alpha(config.confidence, looks)
     short = _short_behaviour(checker, reference, alpha)
-    results = []
+    results: list[LengthResult] = []
+    last_certified: Simulation | None = None
     for length in progress_bar(lengths, desc="check", disable=not progress):
-        results.append(_check_length(checker, reference, short, length, schedule, alpha))
+        result, sim = _check_length(checker, reference, short, length, schedule, alpha)
+        results.append(result)
+        if result.certified and len(results) == sum(r.certified for r in results):
+            last_certified = sim  # the longest length up to which every length is certified
+        if config.up_to is not None and result.outcome in RANGE_STOPS:
+            break  # the range's answer is known: the model fails here
+    forecast = None
+    if config.up_to is not None and last_certified is not None and config.interventions:
+        certified = list(itertools.takewhile(lambda r: r.certified, results))
+        forecast = _forecast(checker, last_certified, certified)
     report_config = {
         "source": resolved.source,
         "model": {
@@ -554,10 +596,11 @@ def check(
             "short": short.to_dict(),
         },
         "probes": [p.name for p in chosen],
+        "slack_statistic": "decision margin" if checker.gaps.decisions else "eps - chain",
         "versions": library_versions(),
         "torch_threads": torch_threads(),
     }
-    return CheckReport(report_config, results)
+    return CheckReport(report_config, results, forecast)
 
 
 def _check_length(
@@ -567,8 +610,9 @@ def _check_length(
     length: int,
     schedule: list[int],
     alpha: float,
-) -> LengthResult:
-    """Simulate, look, and summarise at one test length."""
+) -> tuple[LengthResult, Simulation]:
+    """Simulate, look, and summarise at one test length; the simulation comes along for
+    the forecast."""
     config = checker.config
     parts: list[Simulation] = []
     trace: list[float] = []
@@ -585,7 +629,8 @@ def _check_length(
         outcome = decide(intervals["chain"], short.interval, intervals["long"], config.delta)
         if outcome != UNDECIDED:
             break
-    return summarise(checker, sim, reference, short, length, intervals, outcome, look + 1, trace)
+    result = summarise(checker, sim, reference, short, length, intervals, outcome, look + 1, trace)
+    return result, sim
 
 
 def _intervals(checker: _Checker, sim: Simulation, alpha: float) -> dict[str, Interval]:
@@ -713,6 +758,7 @@ def summarise(
         worst=worst,
         worst_case_trace=trace,
     )
+    result.slack = _slack(checker, sim, chain)
     uncovered = chain > config.eps
     result.diagnosis = diagnose(
         Evidence(
@@ -739,7 +785,109 @@ def summarise(
             diverge_at=config.diverge_at,
         )
     )
+    if config.interventions and outcome in (NOT_SIMULATABLE, UNDECIDED):
+        _intervene(checker, sim, reference, result, uncovered & (matched[:, 0] <= config.eps / 2))
     return result
+
+
+def _forecast(checker: _Checker, sim: Simulation, certified: list[LengthResult]) -> Forecast | None:
+    """Where the certificate of a range ends, from the long inputs of its longest certified
+    length run as if longer (`simcheck.forecast`); None where the emulation does not apply
+    (finite precision, learned absolute positions)."""
+    if not isinstance(checker.mode, str) or checker.subject.adapter.learned_absolute:
+        return None
+    config, task = checker.config, checker.task
+    rows = slice(0, FORECAST_INPUTS)
+    tokens, f = sim.tokens[rows], sim.f_x[rows]
+
+    def slack(raw: torch.Tensor) -> np.ndarray:
+        if checker.gaps.decisions:
+            return _decision_margin(raw, f)
+        return config.eps - checker.gaps.error(f, task.prediction(raw).float())
+
+    runner = Runner(checker.subject, checker.mode)
+    structure = checker.structure
+    factors, quantiles = emulated_quantiles(
+        runner, tokens, slack, config.delta, structure.period, structure.window, MAX_FACTOR
+    )
+    factor = crossing(factors, quantiles)
+    from_length = certified[-1].length
+    statistic = "decision margin" if checker.gaps.decisions else "eps - error"
+    pairs = list(zip(factors, quantiles, strict=True))
+    if factor is None:
+        found = f"stays at {min(quantiles):.3g} or above up to k = {factors[-1]:.0f}"
+    else:
+        shown = [*[p for p in pairs if p[1] > 0][-2:], next(p for p in pairs if p[1] <= 0)]
+        found = "is " + ", ".join(f"{q:.3g} at k = {k:.3g}" for k, q in shown)
+    basis = (
+        f"the {len(tokens)} long inputs of T = {from_length} run as if k times longer with the "
+        f"same type proportions (log k added to the logits of the repeated key types, in every "
+        f"head): the {config.delta:g}-quantile of the slack ({statistic}) {found}"
+    )
+    trends = dilution_trends([r.length for r in certified], [r.attention for r in certified])
+    if trends:
+        basis += "; over the certified lengths " + "; ".join(trends)
+    length = None if factor is None else factor * from_length
+    return Forecast(length, from_length, factor, statistic, basis)
+
+
+def _decision_margin(raw: torch.Tensor, f: torch.Tensor) -> np.ndarray:
+    """Per input, the logit of the task's class minus the largest other logit."""
+    target = f.clamp_min(0)[:, None]
+    right = raw.gather(1, target)[:, 0]
+    return (right - raw.scatter(1, target, -math.inf).amax(1)).numpy()
+
+
+def _slack(checker: _Checker, sim: Simulation, chain: np.ndarray) -> np.ndarray:
+    """Per long input, how far it is from breaking the certificate (`simcheck.forecast`):
+    the decision margin (logit of the task's class minus the largest other) where the chain
+    compares decisions, else eps minus the chain."""
+    if not checker.gaps.decisions:
+        return checker.config.eps - chain
+    return _decision_margin(sim.raw_x, sim.f_x)
+
+
+def _intervene(
+    checker: _Checker,
+    sim: Simulation,
+    reference: Reference,
+    result: LengthResult,
+    chosen: np.ndarray,
+) -> None:
+    """Run the interchange interventions and the repairs on (up to
+    ``intervention_samples``) of the ``chosen`` inputs, and confirm or reject the causes by
+    them. The check chooses the uncovered inputs whose task-matched witness the task treats
+    like x (task gap at most eps / 2), so that patching from z asks the model to do what the
+    task does."""
+    config = checker.config
+    rows = np.flatnonzero(chosen)[: config.intervention_samples]
+    if rows.size == 0:
+        return
+    witnesses = sim.task_matched()
+    runner = Runner(checker.subject, checker.mode)
+    interchange = Interchange.build(
+        runner,
+        checker.gaps,
+        sim.tokens[rows],
+        [witnesses[i].tokens for i in rows],
+        _stream(config.seed, INTERVENTION_STREAM, result.length),
+        config.confidence,
+        checker.structure.period,
+        checker.structure.window,
+    )
+    result.patching = interchange.sites()
+    assert result.diagnosis is not None
+    planned = plan_repairs(
+        checker.subject,
+        checker.mode,
+        checker.structure.period,
+        result.length,
+        result.attention,
+        reference.attention_at_n,
+        [cause.kind for cause in result.diagnosis.causes],
+    )
+    result.repairs = run_repairs(planned, interchange)
+    result.diagnosis = result.diagnosis.with_repairs(result.repairs)
 
 
 def _probe_stats(checker: _Checker, sim: Simulation) -> list[ProbeStat]:

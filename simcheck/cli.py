@@ -104,9 +104,14 @@ def _add_fields(
         kind = next(k for k in field_kinds(hints[field.name]) if k is not type(None))
         shown = f"default: {spec.default}" if spec.default else _shown(field.default)
         text = spec.help if shown is None else f"{spec.help} ({shown})"
-        if kind is bool:
+        if kind is bool:  # a flag turns the field's default around: --x, or --no-x
             group.add_argument(
-                spec.flag, dest=field.name, action="store_true", default=None, help=text
+                spec.flag,
+                dest=field.name,
+                action="store_const",
+                const=not field.default,
+                default=None,
+                help=text,
             )
             continue
         metavar = spec.metavar or spec.flag.lstrip("-").replace("-", "_").upper()
@@ -216,6 +221,19 @@ CHECK_FLAGS = {
     "diverge_at": _Flag("--diverge-at", "median discrepancy (x spread) at which a state diverges"),
     "class_metric": _Flag(
         "--class-metric", "class tasks: compare decisions or total variation", choices=CLASS_METRICS
+    ),
+    "up_to": _Flag(
+        "--up-to",
+        "check the range 2N, 4N, ... up to this length (one confidence for all), stop at "
+        "the first not certified, and forecast where the certificate ends",
+    ),
+    "interventions": _Flag(
+        "--no-interventions",
+        "skip the interventions (patching from the witness, a repair per cause) that confirm "
+        "the causes of a failing length",
+    ),
+    "intervention_samples": _Flag(
+        "--intervention-samples", "uncovered long inputs the interventions run on, at most"
     ),
 }
 """The flag of every `CheckConfig` field."""

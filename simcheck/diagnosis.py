@@ -25,14 +25,27 @@ Causes named when their evidence is present, most basic first:
   have entropy ~ log T by design and are not flagged.)
 - **logit margin too small for hard attention** (finite-precision mode): a head's margin
   gamma between the largest and second-largest distinct logits needs n >= 2^(bits/gamma)
-  for exact hard attention, beyond the test length.
+  for exact hard attention, beyond the training length (Thm 4.1 needs N past it): at N the
+  head is not yet in its hard regime, so what it does at N does not bind what it does at T
+  (keys within gamma of the top that count at N are rounded away at T once T is past the
+  threshold; below it their weights still shift as n^-gamma).
 
 When none applies, the diagnosis points at the largest discrepancy. The thresholds are
 heuristics, stated here and in the report so a reader can weigh them.
+
+**Confirmation by intervention** (`Diagnosis.with_repairs`): where the check ran the repairs
+of `simcheck.interventions`, each cause is matched with its repair (positions with the
+position table, dilution in a head with that head's length-scaled logits, the logit margin
+with more bits). A cause whose repair removes at least half of the long error on the
+uncovered inputs (`simcheck.effects.CONFIRM_SHARE`) is *confirmed*; one whose repair
+removes less is *also observed, not confirmed*; a confirmed repair whose cause the
+thresholds did not name adds that cause, found by intervention. Causes are then ordered by
+the share their repair removed. Witness resolution has no repair and is said so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +55,7 @@ import torch
 
 from simcheck.attention import AttentionMode, FinitePrecision
 from simcheck.confidence import Interval
+from simcheck.effects import Repair
 from simcheck.outcomes import CERTIFIED, UNDECIDED, UNEXPLAINED_PASS
 from simcheck.probes import AttentionEntropy, LogitMargin, Probe, Residual, TopWeight
 from simcheck.simstats import Coverage
@@ -185,10 +199,61 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Cause:
-    """A recognised reason for failure: a short ``kind`` and a sentence with the evidence."""
+    """A recognised reason for failure: a short ``kind``, a sentence with the evidence, the
+    head it names (dilution, logit margin) and, once interventions ran, its ``repair``."""
 
     kind: str
     message: str
+    layer: int | None = None
+    head: int | None = None
+    repair: Repair | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether its repair confirmed it (`simcheck.effects.Effect.confirms`)."""
+        return self.repair is not None and self.repair.confirmed
+
+    def line(self) -> str:
+        """The cause as the diagnosis prints it, with what its repair showed."""
+        repair = self.repair
+        if repair is None:
+            return f"cause: {self.message}"
+        if repair.error is None:
+            return f"cause (no repair exists, so no intervention can confirm it): {self.message}"
+        effect = f"{repair.action}: {repair.error.describe('the long error')}"
+        if self.confirmed:
+            return f"cause, confirmed by intervention ({effect}): {self.message}"
+        return f"also observed, not confirmed ({effect}): {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "layer": self.layer,
+            "head": self.head,
+            "confirmed": self.confirmed if self.repair is not None else None,
+            "repair": None if self.repair is None else self.repair.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cause:
+        repair = data.get("repair")
+        return cls(
+            data["kind"],
+            data["message"],
+            data.get("layer"),
+            data.get("head"),
+            None if repair is None else Repair.from_dict(repair),
+        )
+
+
+CAUSE_LABELS = {
+    "positions_beyond_training": "position embeddings beyond the trained range",
+    "attention_dilution": "attention dilution",
+    "small_logit_margin": "logit margin too small for hard attention",
+    "witness_resolution": "witness resolution",
+}
+"""How a cause found only by its repair is named."""
 
 
 @dataclass
@@ -232,7 +297,7 @@ class Diagnosis:
             out.append(f"first diverging state: {_describe(self.first_divergence)}")
         else:
             out.append("no probed state diverges beyond the threshold")
-        out += [f"cause: {c.message}" for c in others]
+        out += [c.line() for c in others]
         if not self.causes:
             where = (
                 f"; the largest discrepancy is in {_describe(self.largest_divergence)}"
@@ -250,8 +315,64 @@ class Diagnosis:
             "term_means": self.term_means,
             "first_divergence": self.first_divergence,
             "largest_divergence": self.largest_divergence,
-            "causes": [{"kind": c.kind, "message": c.message} for c in self.causes],
+            "causes": [c.to_dict() for c in self.causes],
         }
+
+    def with_repairs(self, repairs: list[Repair]) -> Diagnosis:
+        """This diagnosis with each cause matched to its repair, confirmed causes found only
+        by a repair added, and the causes after the basic ones ordered: confirmed first, then
+        tested, then untestable, each by the share of the long error the repair removed (see
+        the module docstring)."""
+        best: dict[tuple[str, int | None, int | None], Repair] = {}
+        for repair in repairs:  # of several repairs of one cause, the one that removed most
+            key = (repair.cause, repair.layer, repair.head)
+            if key not in best or repair.strength > best[key].strength:
+                best[key] = repair
+        used: set[tuple[str, int | None, int | None]] = set()
+        causes = []
+        for cause in self.causes:
+            key = _repair_key(cause, best)
+            if key is not None and key not in used:
+                used.add(key)
+                cause = dataclasses.replace(cause, repair=best[key])
+            causes.append(cause)
+        for key, repair in best.items():
+            if key in used or not repair.confirmed or repair.cause not in CAUSE_LABELS:
+                continue
+            causes.append(
+                Cause(
+                    repair.cause,
+                    f"{CAUSE_LABELS[repair.cause]} in {repair.target}, found by intervention "
+                    "(the thresholds above did not name it)",
+                    repair.layer,
+                    repair.head,
+                    repair,
+                )
+            )
+        basic = [c for c in causes if c.kind in BASIC_CAUSES]
+        others = sorted((c for c in causes if c.kind not in BASIC_CAUSES), key=_cause_order)
+        return dataclasses.replace(self, causes=basic + others)
+
+
+def _repair_key(
+    cause: Cause, best: dict[tuple[str, int | None, int | None], Repair]
+) -> tuple[str, int | None, int | None] | None:
+    """The key of the repair that tests ``cause``: the same kind, and the same head where the
+    repair names one (a dilution repair); a repair of the whole model (positions, precision)
+    tests the cause whatever head it names."""
+    for key in ((cause.kind, cause.layer, cause.head), (cause.kind, None, None)):
+        if key in best:
+            return key
+    return None
+
+
+def _cause_order(cause: Cause) -> tuple[int, float]:
+    """Confirmed causes first, then tested ones, then those no repair tests; within each,
+    the larger removed share first."""
+    repair = cause.repair
+    if repair is None or repair.error is None:
+        return (2, 0.0)
+    return (0 if cause.confirmed else 1, -repair.strength)
 
 
 def _describe(divergence: dict[str, Any] | None) -> str:
@@ -456,6 +577,8 @@ def _dilution(evidence: Evidence, diverging: list[ProbeStat]) -> list[Cause]:
                         f"attention dilution in L{layer} head {head}: entropy {ent_n:.2f} -> "
                         f"{ent_t:.2f} nats and top weight {top_n:.3f} -> {top_t:.3f} from "
                         f"length {train_len} to {length}",
+                        layer,
+                        head,
                     )
                 )
     return causes
@@ -471,13 +594,25 @@ def _margin(evidence: Evidence, diverging: list[ProbeStat]) -> list[Cause]:
             if not math.isfinite(gamma) or gamma <= 0:
                 continue
             needed = mode.bits / gamma
-            if math.log2(evidence.length) < needed and _head_diverges(layer, head, diverging):
-                causes.append(
-                    Cause(
-                        "small_logit_margin",
-                        f"logit margin too small for hard attention in L{layer} head {head}: "
-                        f"gamma = {gamma:.3g} needs n >= 2^({mode.bits}/gamma) = "
-                        f"2^{needed:.1f}, beyond T = {evidence.length}",
-                    )
+            trained = evidence.train_len + evidence.prefix
+            if math.log2(trained) >= needed or not _head_diverges(layer, head, diverging):
+                continue
+            last = evidence.length + evidence.prefix
+            at_t = (
+                f"T = {evidence.length} is past it, so keys within gamma of the top that "
+                "count at N are rounded away at T"
+                if math.log2(last) >= needed
+                else f"T = {evidence.length} is below it too, and from N to T the weights of "
+                "keys within gamma of the top shift by a factor (T/N)^-gamma"
+            )
+            causes.append(
+                Cause(
+                    "small_logit_margin",
+                    f"logit margin too small for hard attention in L{layer} head {head}: "
+                    f"gamma = {gamma:.3g} needs n >= 2^({mode.bits}/gamma) = 2^{needed:.1f}, "
+                    f"beyond the training length N = {evidence.train_len}; {at_t}",
+                    layer,
+                    head,
                 )
+            )
     return causes

@@ -28,9 +28,11 @@ from matplotlib.figure import Figure
 
 from simcheck.confidence import Interval
 from simcheck.diagnosis import TERMS, Cause, Diagnosis, ProbeStat
+from simcheck.effects import PatchRow, Repair
 from simcheck.errors import SimcheckError
+from simcheck.forecast import Forecast, LengthRange, slack_quantile
 from simcheck.io import write_text
-from simcheck.outcomes import ADVICE, CERTIFIED, MEANING
+from simcheck.outcomes import ADVICE, CERTIFIED, FAILS_SHORT, MEANING, NOT_SIMULATABLE
 from simcheck.simstats import Coverage, needed_count
 from simcheck.witnesses import Witness
 
@@ -38,9 +40,11 @@ if TYPE_CHECKING:
     from simcheck.check_config import CheckConfig
 
 CERTIFICATE_FORMAT = "simcheck-certificate"
-CERTIFICATE_VERSION = 3
-"""Version 3 added each worst input's attention by key type (``worst[].attention``)."""
-LISTED_VERSIONS = (2, 3)
+CERTIFICATE_VERSION = 4
+"""Version 3 added each worst input's attention by key type (``worst[].attention``);
+version 4 the interventions (``interventions``: patching and repairs), each cause's repair
+and confirmation, the slack quantile and the range (``range``)."""
+LISTED_VERSIONS = (2, 3, 4)
 """Certificate versions whose outcomes `simcheck show` lists (both record per-length
 outcomes; `CheckReport.load` reads only the current one, which comes with per-input data)."""
 CERTIFICATE_FILE = "certificate.json"
@@ -134,6 +138,10 @@ class LengthResult:
             sum); ``matched_terms`` holds them at the witness that best matches the *task*
             (least task gap): how the model treats a short input the task considers
             equivalent; the diagnosis reads those.
+        slack: per input, how far it is from breaking the certificate (`simcheck.forecast`).
+        patching: the interchange interventions at each site (`simcheck.interventions`),
+            empty where none ran.
+        repairs: the repair of each suspected cause and its effect.
     """
 
     length: int
@@ -163,6 +171,9 @@ class LengthResult:
     worst: list[WorstCase]
     worst_case_trace: list[float] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
+    slack: np.ndarray | None = None
+    patching: list[PatchRow] = field(default_factory=list)
+    repairs: list[Repair] = field(default_factory=list)
 
     @property
     def samples(self) -> int:
@@ -241,6 +252,17 @@ class LengthResult:
             "worst": [w.to_dict() for w in self.worst],
             "worst_case_trace": self.worst_case_trace,
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
+            "slack_quantile": None if self.slack is None else slack_quantile(self.slack, delta),
+            "interventions": self.interventions(),
+        }
+
+    def interventions(self) -> dict[str, Any] | None:
+        """The patching table and the repairs, JSON-ready (None where none ran)."""
+        if not (self.patching or self.repairs):
+            return None
+        return {
+            "patching": [row.to_dict() for row in self.patching],
+            "repairs": [repair.to_dict() for repair in self.repairs],
         }
 
     def per_input(self) -> dict[str, np.ndarray]:
@@ -274,6 +296,7 @@ class LengthResult:
             failures, samples, low, high, level = arrays[name].tolist()
             intervals[name] = Interval(int(failures), int(samples), low, high, level)
         chain_bound, eps_star, task_floor, eps = arrays["quantiles"].tolist()
+        interventions = data.get("interventions") or {}
         coverage = {
             state: Coverage(
                 arrays[f"coverage|{state}|long_nn"],
@@ -318,6 +341,8 @@ class LengthResult:
             worst=[WorstCase.from_dict(w) for w in data["worst"]],
             worst_case_trace=[_number(v) for v in data["worst_case_trace"]],
             diagnosis=_diagnosis(data["diagnosis"]),
+            patching=[PatchRow.from_dict(row) for row in interventions.get("patching", [])],
+            repairs=[Repair.from_dict(repair) for repair in interventions.get("repairs", [])],
         )
 
 
@@ -330,6 +355,7 @@ _PER_INPUT = (
     "model_gap",
     "floor_gap",
     "signed_terms",
+    "slack",
 )
 """The per-input arrays of a `LengthResult` (``signed_terms`` only for scalar tasks)."""
 
@@ -358,7 +384,7 @@ def _diagnosis(data: dict[str, Any] | None) -> Diagnosis | None:
         term_means={term: _number(data["term_means"][term]) for term in TERMS},
         first_divergence=data["first_divergence"],
         largest_divergence=data["largest_divergence"],
-        causes=[Cause(c["kind"], c["message"]) for c in data["causes"]],
+        causes=[Cause.from_dict(c) for c in data["causes"]],
         note=data["note"],
     )
 
@@ -388,17 +414,100 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+PATCHING_COLUMNS = (
+    "site",
+    "kind",
+    "layer",
+    "head",
+    "removed",
+    "low",
+    "high",
+    "gap_removed",
+    "gap_low",
+    "gap_high",
+    "inputs",
+)
+"""The columns of `CheckReport.patching`: the site, the share of the long error removed and
+its interval, the share of the model gap removed and its interval, the inputs."""
+REPAIR_COLUMNS = ("cause", "target", "action", "removed", "low", "high", "confirmed")
+"""The columns of `CheckReport.repairs`."""
+TOP_SITES = 3
+"""Sites the summary names, those whose patch removed the most of the long error."""
+
+
+class PatchingFrame(pd.DataFrame):
+    """`CheckReport.patching`: a DataFrame, one row per site, whose ``plot()`` draws the
+    heatmap of the removed share (layers by component) instead of pandas' line plot."""
+
+    @property
+    def _constructor(self) -> type[PatchingFrame]:
+        return PatchingFrame
+
+    def plot(self, column: str = "removed") -> Figure:  # type: ignore[override]
+        """Heatmap of ``column`` (``removed``: share of the long error; ``gap_removed``:
+        of the model gap), rows the layers, columns the sites within a layer."""
+        from simcheck.report_figures import patching_figure
+
+        return patching_figure(self, column)
+
+
+def intervention_lines(result: LengthResult) -> list[str]:
+    """What the summary says of a length's interventions beyond the diagnosis: the sites
+    whose patch from the witness removed the most of the long error, and the repairs tried
+    that no cause names."""
+    if not result.patching:
+        return []
+    ranked = sorted(
+        (row for row in result.patching if math.isfinite(row.error.removed)),
+        key=lambda row: -row.error.removed,
+    )
+    inputs = result.patching[0].error.inputs
+    if not ranked:
+        return [
+            f"interchange with the witness: no long error to remove on the {inputs} "
+            "uncovered inputs"
+        ]
+    top = "; ".join(
+        f"{row.site} {row.error.removed:.0%} [{row.error.low:.0%}, {row.error.high:.0%}]"
+        for row in ranked[:TOP_SITES]
+    )
+    lines = [
+        f"interchange with the witness ({inputs} uncovered inputs, each state at the query "
+        f"patched from the task-matched witness): most of the long error removed by {top}"
+    ]
+    causes = result.diagnosis.causes if result.diagnosis else []
+    named = {(c.repair.cause, c.repair.target) for c in causes if c.repair is not None}
+    others = [
+        r
+        for r in result.repairs
+        if (r.cause, r.target) not in named and r.error is not None
+        and math.isfinite(r.error.removed)
+    ]  # fmt: skip
+    if others:
+        shares = "; ".join(f"{r.target} {r.error.removed:.0%}" for r in others if r.error)
+        lines.append(f"other repairs tried (share of the long error removed): {shares}")
+    return lines
+
+
 class CheckReport:
     """The answer of `simcheck.check`.
 
     Attributes:
         config: the settings, model hash, task spec and library versions of the check.
         results: one `LengthResult` per test length.
+        forecast: where a check with ``up_to`` forecasts the certificate to end (None
+            otherwise; `simcheck.forecast`).
     """
 
-    def __init__(self, config: dict[str, Any], results: list[LengthResult]) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        results: list[LengthResult],
+        forecast: Forecast | None = None,
+    ) -> None:
         self.config = config
         self.results = results
+        self.forecast = forecast
 
     # ----------------------------------------------------------------- answers
     @property
@@ -460,6 +569,77 @@ class CheckReport:
         )
         return frame
 
+    def patching(self, length: int) -> PatchingFrame:
+        """The interchange interventions at test length ``length``: one row per site (the
+        residual stream before a layer, a head's output, a head's attention per key type, an
+        MLP's output), with the share of the long error and of the model gap that patching
+        the site from the witness removed and their intervals. ``.plot()`` draws the
+        heatmap. Empty where no intervention ran (the length is certified, or
+        ``interventions=False``)."""
+        rows = [
+            {
+                "site": row.site,
+                "kind": row.kind,
+                "layer": row.layer,
+                "head": row.head,
+                "removed": row.error.removed,
+                "low": row.error.low,
+                "high": row.error.high,
+                "gap_removed": row.gap.removed,
+                "gap_low": row.gap.low,
+                "gap_high": row.gap.high,
+                "inputs": row.error.inputs,
+            }
+            for row in self.result(length).patching
+        ]
+        frame = PatchingFrame(rows, columns=list(PATCHING_COLUMNS))
+        frame.attrs["T"] = length
+        return frame.set_index("site") if rows else frame
+
+    def repairs(self, length: int) -> pd.DataFrame:
+        """The repairs tried at test length ``length``: cause, target, action, the share of
+        the long error removed with its interval, and whether it confirms the cause."""
+        rows = [
+            {
+                "cause": r.cause,
+                "target": r.target,
+                "action": r.action,
+                "removed": r.error.removed if r.error else math.nan,
+                "low": r.error.low if r.error else math.nan,
+                "high": r.error.high if r.error else math.nan,
+                "confirmed": r.confirmed,
+            }
+            for r in self.result(length).repairs
+        ]
+        return pd.DataFrame(rows, columns=list(REPAIR_COLUMNS))
+
+    def length_range(self) -> LengthRange:
+        """The checked lengths as a range: the longest length up to which all are
+        certified, the first that is not, the first where the model fails, and the forecast
+        of where the certificate ends (made by a check with ``up_to``; see
+        `simcheck.forecast`)."""
+        results = sorted(self.results, key=lambda r: r.length)
+        certified = []
+        for r in results:
+            if not r.certified:
+                break
+            certified.append(r)
+        first = results[len(certified)] if len(certified) < len(results) else None
+        failure = next((r for r in results if r.outcome in (NOT_SIMULATABLE, FAILS_SHORT)), None)
+        return LengthRange(
+            lengths=tuple(r.length for r in results),
+            outcomes=tuple(r.outcome for r in results),
+            longest_certified=certified[-1].length if certified else None,
+            first_uncertified=first.length if first else None,
+            first_failure=failure.length if failure else None,
+            forecast=self.forecast,
+        )
+
+    @property
+    def slack_statistic(self) -> str:
+        """What the per-input slack measures for this check's task (`simcheck.forecast`)."""
+        return self.config.get("slack_statistic", "slack")
+
     def coverage_table(self) -> pd.DataFrame:
         """Fraction of long states outside the training states, per state and test length."""
         rows = {
@@ -481,6 +661,7 @@ class CheckReport:
                 "certified": self.certified,
                 "config": c,
                 "results": [r.to_dict(c["delta"]) for r in self.results],
+                "range": self.length_range().to_dict(),
             }
         )
 
@@ -498,6 +679,8 @@ class CheckReport:
             lines += [f"  {line}" for line in self.details(r)]
             if not r.certified:
                 lines.append(f"  what to do: {ADVICE[r.outcome]}")
+        if self.config.get("up_to") is not None or len(self.results) > 1:
+            lines += ["", *self.length_range().lines()]
         return "\n".join(lines).rstrip() + "\n"
 
     def details(self, result: LengthResult) -> list[str]:
@@ -509,7 +692,8 @@ class CheckReport:
                 f"{self.config['delta']:g} of inputs; uncovered fraction at most "
                 f"{result.chain_interval.high:.3f} at {self.config['confidence']:.0%} confidence"
             ]
-        return result.diagnosis.lines() if result.diagnosis else []
+        lines = result.diagnosis.lines() if result.diagnosis else []
+        return lines + intervention_lines(result)
 
     def plot(self) -> Figure:
         """Error decomposition against T, per-probe discrepancy heatmap and coverage."""
@@ -617,7 +801,12 @@ class CheckReport:
                 prefix = f"T{data['T']}|"
                 mine = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
                 results.append(LengthResult.from_saved(data, mine))
-            return cls(certificate["config"], results)
+            forecast = (certificate.get("range") or {}).get("forecast")
+            return cls(
+                certificate["config"],
+                results,
+                None if forecast is None else Forecast.from_dict(forecast),
+            )
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
             raise SimcheckError(
                 f"{folder} holds an incomplete or damaged check ({type(err).__name__}: {err}): "

@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 
 from simcheck.diagnosis import COVERAGE_OUTSIDE
+from simcheck.effects import SITE_KINDS
 from simcheck.plotting import InlineFigure
 
 
@@ -35,6 +36,8 @@ class CheckReport(Protocol):
     def probe_table(self) -> pd.DataFrame: ...
 
     def coverage_table(self) -> pd.DataFrame: ...
+
+    def patching(self, length: int) -> pd.DataFrame: ...
 
 
 _TERMS = (
@@ -208,6 +211,58 @@ def attention_figure(report: CheckReport, result: Any) -> InlineFigure | None:
     return fig
 
 
+def patching_columns(frame: pd.DataFrame) -> list[tuple[str, int | None]]:
+    """The heatmap's columns, in forward order within a layer: the residual stream, each
+    head's output, each head's attention per key type, the MLP output."""
+    order = {kind: i for i, kind in enumerate(SITE_KINDS)}
+    keys = {(row.kind, None if pd.isna(row.head) else int(row.head)) for row in frame.itertuples()}
+    return sorted(keys, key=lambda k: (order.get(k[0], len(order)), -1 if k[1] is None else k[1]))
+
+
+def patching_figure(frame: pd.DataFrame, column: str = "removed") -> InlineFigure:
+    """Heatmap of a `simcheck.report.CheckReport.patching` table: rows the layers, columns
+    the sites of a layer, colour the share of the error removed (blue: removed, red: made
+    worse), each cell labelled with its share."""
+    columns = patching_columns(frame)
+    layers = sorted({int(v) for v in frame["layer"]})
+    values = np.full((len(layers), len(columns)), np.nan)
+    for row in frame.itertuples():
+        head = None if pd.isna(row.head) else int(row.head)
+        values[layers.index(int(row.layer)), columns.index((row.kind, head))] = getattr(row, column)
+    fig = InlineFigure(figsize=(2.2 + 0.9 * len(columns), 1.5 + 0.55 * len(layers)))
+    ax = fig.add_subplot()
+    image = ax.imshow(values, aspect="auto", cmap="RdBu", vmin=-1.0, vmax=1.0)
+    for (r, c), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            color = "white" if abs(value) > 0.6 else "black"
+            ax.text(c, r, f"{value:.0%}", ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels(
+        [kind if head is None else f"{kind} h{head}" for kind, head in columns],
+        fontsize=7,
+        rotation=45,
+        ha="right",
+    )
+    ax.set_yticks(range(len(layers)))
+    ax.set_yticklabels([f"L{layer}" for layer in layers], fontsize=LEGEND_SIZE)
+    what = "long error" if column == "removed" else "model gap"
+    length = frame.attrs.get("T")
+    ax.set_title(
+        f"{'T=' + str(length) + ': ' if length else ''}{what} removed\nby patching a state "
+        "from the witness",
+        fontsize=8,
+    )
+    bar = fig.colorbar(image, ax=ax, fraction=0.05)
+    bar.set_label("share removed", fontsize=LEGEND_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+def patching_figure_name(length: int) -> str:
+    """The file name of the patching heatmap at test length ``length``."""
+    return f"patching-T{length}.png"
+
+
 def attention_figure_name(length: int) -> str:
     """The file name of the attention figure at test length ``length``."""
     return f"attention-T{length}.png"
@@ -229,6 +284,9 @@ def figures(report: CheckReport) -> dict[str, InlineFigure]:
         fig = attention_figure(report, result)
         if fig is not None:
             out[attention_figure_name(result.length)] = fig
+        if result.patching:
+            frame = report.patching(result.length)
+            out[patching_figure_name(result.length)] = patching_figure(frame)
     return out
 
 

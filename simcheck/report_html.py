@@ -20,6 +20,7 @@ from typing import Any
 
 from jinja2 import DictLoader, Environment
 
+from simcheck.effects import CONFIRM_SHARE
 from simcheck.outcomes import ADVICE, MEANING, OUTCOMES
 
 COLUMNS = (
@@ -129,6 +130,20 @@ query on the first input above (the largest chain) and on its witness: the mass 
 type (token, position mod Delta; positions as the model counts them, a prefix included), per
 head of each layer. Where the witness simulates x, the model spreads its attention over the
 types alike on both.</figcaption></figure>{% endif %}
+{% if section.patching %}<figure><img alt="patching at T={{ section.length }}"
+src="data:image/png;base64,{{ section.patching }}"><figcaption>Interchange interventions on
+the uncovered long inputs: each long input x is run with one state at its query position
+replaced by its task-matched witness's (the residual stream before a layer, a head's output,
+a head's attention redistributed to the witness's mass per key type, an MLP's output); each
+cell is the share of the long error that removed (blue) or added (red).</figcaption>
+</figure>{% endif %}
+{% if section.repairs %}<h3>Repairs: an intervention on the model per suspected cause</h3>
+<table><tr><th>cause</th><th>target</th><th>action</th><th>long error removed</th>
+<th>interval</th><th>confirmed</th></tr>{% for r in section.repairs %}<tr><td>{{ r.cause }}</td>
+<td>{{ r.target }}</td><td>{{ r.action }}</td><td class="num">{{ r.removed }}</td>
+<td class="num">{{ r.interval }}</td><td>{{ r.confirmed }}</td></tr>{% endfor %}</table>
+<p class="label">A cause is confirmed when its repair removes at least {{ confirm_share }} of
+the long error on the uncovered inputs, with the interval above 0.</p>{% endif %}
 {% endfor %}
 <h2>Figures</h2>
 {% for figure in figures %}<figure><img alt="{{ figure.name }}"
@@ -215,7 +230,7 @@ def _cells(tokens: Any, tail: int, period: int) -> list[dict[str, Any]]:
 def _sections(report: Any, images: dict[str, bytes]) -> list[dict[str, Any]]:
     """Per test length, what the page shows: outcome, meaning, bound or diagnosis, advice,
     the worst inputs' token strips and chain terms, and the attention figure."""
-    from simcheck.report_figures import attention_figure_name
+    from simcheck.report_figures import attention_figure_name, patching_figure_name
 
     structure = report.config["structure"]
     tail, period = structure["window"] + 1, structure["period"]
@@ -238,6 +253,20 @@ def _sections(report: Any, images: dict[str, bytes]) -> list[dict[str, Any]]:
             for w in r.worst
         ]
         attention = images.get(attention_figure_name(r.length))
+        patching = images.get(patching_figure_name(r.length))
+        repairs = [
+            {
+                "cause": repair.cause,
+                "target": repair.target,
+                "action": repair.action,
+                "removed": "-" if repair.error is None else f"{repair.error.removed:.0%}",
+                "interval": "-"
+                if repair.error is None
+                else f"[{repair.error.low:.0%}, {repair.error.high:.0%}]",
+                "confirmed": "yes" if repair.confirmed else "no",
+            }
+            for repair in r.repairs
+        ]
         sections.append(
             {
                 "length": r.length,
@@ -247,6 +276,8 @@ def _sections(report: Any, images: dict[str, bytes]) -> list[dict[str, Any]]:
                 "lines": report.details(r),
                 "cases": cases,
                 "attention": _base64(attention) if attention else None,
+                "patching": _base64(patching) if patching else None,
+                "repairs": repairs,
             }
         )
     return sections
@@ -304,6 +335,7 @@ def render_page(report: Any, images: dict[str, bytes]) -> str:
             period=c["structure"]["period"],
             tail=c["structure"]["window"] + 1,
             figures=figures,
+            confirm_share=f"{CONFIRM_SHARE:.0%}",
             probe_lengths=list(probes.columns),
             probe_rows=[
                 {"probe": probe, "head": head, "cells": [_number(v, 3) for v in row]}

@@ -22,6 +22,8 @@ from .binary import EMPTY_CLASS_TARGET, ModPTask, SimpleTask
 from .classes import FirstToken, Majority, Parity, ResidueMajority
 from .kgram import InContextKGram
 from .languages import Dyck, Tomita
+from .local import Lag
+from .needle import Needle
 from .registry import (
     get_task,
     register_task,
@@ -43,8 +45,10 @@ __all__ = [
     "FirstToken",
     "InContextKGram",
     "InterleavedMajority",
+    "Lag",
     "Majority",
     "ModPTask",
+    "Needle",
     "OutputKind",
     "Parity",
     "RepeatCopy",

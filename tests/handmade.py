@@ -25,3 +25,44 @@ def blank_modp_head(pos: str = "periodic", **overrides) -> SimcheckTransformer:
         for parameter in model.parameters():
             parameter.zero_()
     return model
+
+
+def sink_majority_model(vocab: int = 2, gamma: float = 0.5, scale: float = 4.0):
+    """Majority(V) by one attention head over a BOS sink, built by hand (NoPE, one layer,
+    attention only, no normalisation; BOS = token V, put in front by the adapter).
+
+    The head gives the BOS key a logit ``gamma`` above every task token's, whose values are
+    one-hot token indicators (BOS's is 0); the unembedding reads them, so the output is the
+    attention-weighted token histogram and its argmax the majority. In p-bit attention a task
+    key weighs n^-gamma against the sink and rounds to 0 once n > 2^(p/gamma): beyond that
+    length the output is 0 and the decision falls to class 0. Returns the model and its
+    `ModelAdapter`."""
+    d_model = 2 + 2 * vocab  # [BOS, constant, one-hot token, read-out]
+    task = simcheck.get_task(f"majority:V={vocab}")
+    model = simcheck.build_model(
+        task,
+        pos="none",
+        n_layers=1,
+        n_heads=1,
+        d_model=d_model,
+        d_mlp=0,
+        normalization="none",
+        d_vocab=vocab + 1,
+    )
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        embed = model.embed.W_E
+        embed[vocab, 0] = 1.0
+        for token in range(vocab):
+            embed[token, 1] = 1.0
+            embed[token, 2 + token] = 1.0
+        attn = model.blocks[0].attn
+        root = float(model.cfg.d_head) ** 0.5
+        attn.W_Q[0, 1, 0] = gamma * root  # every task token queries with gamma
+        attn.W_K[0, 0, 0] = 1.0  # only BOS answers
+        for token in range(vocab):
+            attn.W_V[0, 2 + token, 1 + token] = 1.0
+            attn.W_O[0, 1 + token, 2 + vocab + token] = 1.0
+            model.unembed.W_U[2 + vocab + token, token] = scale
+    return model, simcheck.ModelAdapter(prefix=(vocab,))
