@@ -58,6 +58,7 @@ from simcheck.attention import (
 from simcheck.effects import PatchRow, Repair, measure_effect
 from simcheck.gaps import ChainTerms
 from simcheck.models import auto_batch_size
+from simcheck.precision import MAX_BITS
 from simcheck.probes import AttentionRow, Probe, Residual
 from simcheck.recording import TOKEN_BUDGET, record
 
@@ -608,10 +609,11 @@ def dilution_repair(layer: int, head: int, trained: int) -> PlannedRepair:
 
 def precision_repair(mode: FinitePrecision, margins: Sequence[float], length: int) -> PlannedRepair:
     """The check's p-bit attention with the fewest bits at which no key within any head's
-    logit margin rounds to 0 at ``length`` (2^(bits/gamma) > length), and at least 2 p."""
+    logit margin rounds to 0 at ``length`` (2^(bits/gamma) > length), and at least 2 p
+    (at most `simcheck.precision.MAX_BITS`)."""
     finite = [g for g in margins if math.isfinite(g) and g > 0]
     needed = math.ceil(max(finite) * math.log2(max(length, 2))) + 1 if finite else 0
-    bits = max(2 * mode.bits, needed)
+    bits = min(MAX_BITS, max(2 * mode.bits, needed))
     return PlannedRepair(
         PRECISION,
         "attention precision",

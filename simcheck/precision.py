@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from simcheck.errors import SimcheckError
 
+MAX_BITS = 64
+"""The most bits a finite-precision mode takes (beyond float32's own exponent range anyway)."""
+
 
 @dataclass(frozen=True)
 class FinitePrecision:
@@ -19,8 +22,8 @@ class FinitePrecision:
     bits: int = 8
 
     def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 64:
-            raise SimcheckError(f"precision bits must be in 1..64, got {self.bits}")
+        if not 1 <= self.bits <= MAX_BITS:
+            raise SimcheckError(f"precision bits must be in 1..{MAX_BITS}, got {self.bits}")
 
     @property
     def name(self) -> str:

@@ -223,6 +223,19 @@ def patching_figure(frame: pd.DataFrame, column: str = "removed") -> InlineFigur
     """Heatmap of a `simcheck.report.CheckReport.patching` table: rows the layers, columns
     the sites of a layer, colour the share of the error removed (blue: removed, red: made
     worse), each cell labelled with its share."""
+    if frame.empty:
+        fig = InlineFigure(figsize=(5, 1.2))
+        fig.text(
+            0.5,
+            0.5,
+            "no interventions at this length (it is certified or fails short, or the check "
+            "ran with interventions=False)",
+            ha="center",
+            va="center",
+            fontsize=8,
+            wrap=True,
+        )
+        return fig
     columns = patching_columns(frame)
     layers = sorted({int(v) for v in frame["layer"]})
     values = np.full((len(layers), len(columns)), np.nan)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 import simcheck
 from simcheck.models import SimcheckTransformer
+
+TOKEN, CLASS, OUTPUT = 0, 1, 2
+"""The residual coordinates of `hand_set_model`: the token, the residue-0 mark, the output."""
 
 
 def blank_modp_head(pos: str = "periodic", **overrides) -> SimcheckTransformer:
@@ -24,6 +29,39 @@ def blank_modp_head(pos: str = "periodic", **overrides) -> SimcheckTransformer:
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()
+    return model
+
+
+def hand_set_model(
+    margin: float = 8.0,
+    pos: str = "periodic",
+    n_ctx: int = 512,
+    value: int = TOKEN,
+) -> SimcheckTransformer:
+    """The hand-set model (module docstring) with logit gap ``margin``; its head copies the
+    residual coordinate ``value`` (TOKEN: the task's answer; CLASS: the attention mass on
+    residue 0) into OUTPUT. With ``pos="learned"`` every row of the n_ctx-row table marks
+    its residue."""
+    model = blank_modp_head(pos, **({"n_ctx": n_ctx} if pos == "learned" else {}))
+    attn = model.blocks[0].attn
+    with torch.no_grad():
+        model.W_E[1, TOKEN] = 1.0
+        rows = torch.arange(model.W_pos.shape[0])
+        model.W_pos[:, CLASS] = (rows % 3 == 0).float()
+        attn.W_K[0, CLASS, 0] = 1.0
+        attn.b_Q[0, 0] = margin * math.sqrt(attn.cfg.d_head)  # scores are q.k / sqrt(d_head)
+        attn.W_V[0, value, 0] = 1.0
+        attn.W_O[0, 0, OUTPUT] = 1.0
+        model.W_U[OUTPUT, 0] = 1.0
+    return model
+
+
+def jumping_model(train_len: int = 32, jump: float = 5.0) -> SimcheckTransformer:
+    """The hand-set model with learned positions whose rows >= ``train_len`` add ``jump`` to
+    the output: exact on short inputs, off by ``jump`` on long ones."""
+    model = hand_set_model(pos="learned", n_ctx=512)
+    with torch.no_grad():
+        model.W_pos[train_len:, OUTPUT] = jump
     return model
 
 

@@ -11,61 +11,31 @@ value copying ``TOKEN`` into ``OUTPUT`` makes the output the task's oracle.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 import torch
-from handmade import blank_modp_head
+from handmade import CLASS, hand_set_model, jumping_model
 
 import simcheck
 from simcheck import LengthError, SimcheckError, build_model, get_task, record
 from simcheck.check_config import CheckConfig
 from simcheck.checker import check
 from simcheck.cli import main
-from simcheck.models import SimcheckTransformer
 from simcheck.probes import LogitMargin, Output
-from simcheck.report import CERTIFICATE_FILE, FIGURES, HTML_FILE, SUMMARY_FILE
+from simcheck.report import (
+    CERTIFICATE_FILE,
+    CERTIFICATE_VERSION,
+    FIGURES,
+    HTML_FILE,
+    SUMMARY_FILE,
+)
 from simcheck.runs import save_weights
 from simcheck.simstats import simulation_error
 
-TOKEN, CLASS, OUTPUT = 0, 1, 2
 MODP = "modp:p=3"
 HARD = "hardmax:8"
 SMALL = {"samples": 30, "reference_samples": 64}
-
-
-def hand_set_model(
-    margin: float = 8.0,
-    pos: str = "periodic",
-    n_ctx: int = 512,
-    value: int = TOKEN,
-) -> SimcheckTransformer:
-    """The hand-set model (module docstring) with logit gap ``margin``; its head copies the
-    residual coordinate ``value`` (TOKEN: the task's answer; CLASS: the attention mass on
-    residue 0) into OUTPUT. With ``pos="learned"`` every row of the n_ctx-row table marks
-    its residue."""
-    model = blank_modp_head(pos, **({"n_ctx": n_ctx} if pos == "learned" else {}))
-    attn = model.blocks[0].attn
-    with torch.no_grad():
-        model.W_E[1, TOKEN] = 1.0
-        rows = torch.arange(model.W_pos.shape[0])
-        model.W_pos[:, CLASS] = (rows % 3 == 0).float()
-        attn.W_K[0, CLASS, 0] = 1.0
-        attn.b_Q[0, 0] = margin * math.sqrt(attn.cfg.d_head)  # scores are q.k / sqrt(d_head)
-        attn.W_V[0, value, 0] = 1.0
-        attn.W_O[0, 0, OUTPUT] = 1.0
-        model.W_U[OUTPUT, 0] = 1.0
-    return model
-
-
-def jumping_model(train_len: int = 32, jump: float = 5.0) -> SimcheckTransformer:
-    """The hand-set model with learned positions whose rows >= ``train_len`` add ``jump`` to
-    the output: exact on short inputs, off by ``jump`` on long ones."""
-    model = hand_set_model(pos="learned", n_ctx=512)
-    with torch.no_grad():
-        model.W_pos[train_len:, OUTPUT] = jump
-    return model
 
 
 def modp_sample(count: int, length: int, seed: int = 0) -> torch.Tensor:
@@ -257,7 +227,7 @@ def test_certificates_are_deterministic_and_the_report_saves(tmp_path, random_mo
 
     certificate = json.loads(first.to_json())
     assert certificate["format"] == "simcheck-certificate"
-    assert certificate["version"] == 3
+    assert certificate["version"] == CERTIFICATE_VERSION
     assert len(certificate["config"]["model"]["weights_sha256"]) == 64
     assert certificate["config"]["task"]["spec"] == "modp:p=3,k=0,alpha=1.0"
     assert certificate["outcome"] == {str(t): o for t, o in first.outcome.items()}

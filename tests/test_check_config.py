@@ -166,11 +166,19 @@ def test_check_help_shows_every_flag_and_its_default(capsys):
     for name in CheckConfig.field_names():
         flag = CHECK_FLAGS[name].flag
         assert flag in out, name
-        if name != "test_lengths":
-            value = getattr(defaults, name)
+        value = getattr(defaults, name)
+        if name != "test_lengths" and value is not None and not isinstance(value, bool):
             shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
             assert f"(default {shown})" in text, name
     assert "--bits" in out
+    assert "--no-interventions" in out and "--up-to" in out
+
+
+def test_up_to_and_no_interventions_reach_the_config():
+    args = build_parser().parse_args(["check", "RUN", "--up-to", "512", "--no-interventions"])
+    config = _check_config(args)
+    assert config.up_to == 512 and config.interventions is False
+    assert _check_config(build_parser().parse_args(["check", "RUN"])).interventions is True
 
 
 def test_no_check_flags_give_the_default_config():

@@ -20,6 +20,7 @@ from simcheck.cli import main
 from simcheck.probes import AttentionMass
 from simcheck.report import (
     CERTIFICATE_FILE,
+    CERTIFICATE_VERSION,
     FIGURES,
     PER_INPUT_FILE,
     CheckReport,
@@ -208,7 +209,10 @@ def test_load_refuses_what_it_cannot_read(saved, tmp_path):
     certificate = json.loads((copy / CERTIFICATE_FILE).read_text())
     certificate["version"] = 2
     (copy / CERTIFICATE_FILE).write_text(json.dumps(certificate))
-    with pytest.raises(SimcheckError, match="certificate version 2; this simcheck reads version 3"):
+    with pytest.raises(
+        SimcheckError,
+        match=f"certificate version 2; this simcheck reads version {CERTIFICATE_VERSION}",
+    ):
         CheckReport.load(copy)
     shutil.copy(saved / CERTIFICATE_FILE, copy / CERTIFICATE_FILE)
     (copy / PER_INPUT_FILE).write_bytes(b"not a zip")
