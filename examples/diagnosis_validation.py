@@ -530,12 +530,18 @@ def write_report(root: Path, command: str) -> None:
             values = dict(zip(frame.columns, row, strict=True))
             lines.append("| " + " | ".join(fmt(values[c]) for c in shown) + " |")
         lines.append("")
-    lines += ["## Disagreements", "", *disagreement_lines(frame, results), ""]
+    lines += ["## Disagreements", "", *disagreement_lines(frame, results), "", "## Runs", ""]
+    for part in ("dev", "holdout"):
+        record = root / f"command-{part}.txt"
+        if record.is_file():
+            lines.append(f"- {part}: {record.read_text().strip()}")
     lines += [
-        f"Command: `{command}`; source {source_revision()}; "
+        "",
+        f"Tables written by `{command}`; "
         + ", ".join(f"{k} {v}" for k, v in library_versions().items())
-        + f"; {sum(r['check_s'] for r in results):.0f} s of checks, "
-        f"{sum(r['train_s'] or 0 for r in results):.0f} s of training.",
+        + f"; {sum(r['check_s'] for r in results):.0f} s of checks and "
+        f"{sum(r['train_s'] or 0 for r in results):.0f} s of training in all (one thread "
+        "per model).",
         "",
     ]
     write_text(RESULTS / f"{STEM}.md", "\n".join(lines))
@@ -550,6 +556,11 @@ def main() -> None:
     args = parser.parse_args()
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     if args.part:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_text(
+            args.out / f"command-{args.part}.txt",
+            f"`{command}` at source {source_revision()}",
+        )
         jobs = [(c, s, args.out) for c in CONFIGS if c.part == args.part for s in SEEDS]
         context = multiprocessing.get_context("spawn")
         with context.Pool(args.workers) as pool:
