@@ -7,8 +7,22 @@ traceback, and a notebook user can catch them together.
 from __future__ import annotations
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: line breaks and other control characters (which a user's
+    text can bring into a message, a task name typed with a newline say) written as escapes,
+    ``\\n``, ``\\x00``."""
+    return "".join(
+        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode()
+        for char in message
+    )
+
+
 class SimcheckError(ValueError):
-    """Bad input to simcheck. The message says what is wrong and how to fix it."""
+    """Bad input to simcheck. The message says what is wrong and how to fix it, on one line
+    (`one_line`), so the command line prints it as one line and never as a traceback."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
 
 
 class TaskSpecError(SimcheckError):

@@ -103,6 +103,12 @@ def load_weights(path: Path, model: HookedTransformer) -> None:
 def check_run_dir(path: Path) -> None:
     """Raise `RunDirError` unless ``path`` is a directory with a ``spec.json``: checked before
     anything is read from it or written into it."""
+    if path.exists() and not path.is_dir():
+        raise RunDirError(
+            f"{path} is a file, not a run directory: give the folder `simcheck train --out` "
+            "wrote (it holds spec.json and model.safetensors), or check a model of your own "
+            "with --model MODULE:FUNCTION or --weights FILE --config FILE"
+        )
     if not path.is_dir():
         raise RunDirError(
             f"no run directory at {path}; train one with `simcheck train --out {path} ...`"

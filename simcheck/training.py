@@ -35,7 +35,14 @@ import torch
 from transformer_lens import HookedTransformer
 
 from simcheck.errors import RunDirError, SimcheckError, TrainingDiverged, TrainingInterrupted
-from simcheck.io import atomic_write, library_versions, torch_threads, write_json, write_text
+from simcheck.io import (
+    atomic_write,
+    library_versions,
+    load_tensors,
+    torch_threads,
+    write_json,
+    write_text,
+)
 from simcheck.models import ModelSpec, check_input_length, model_from_spec
 from simcheck.paths import check_output_dir
 from simcheck.plotting import plot_loss_curve
@@ -193,7 +200,12 @@ class Trainer:
         """Load the checkpoint in train_state.pt: model, optimizer, scheduler, data stream."""
         path = self.dir / STATE_FILE
         try:
-            payload = torch.load(path, weights_only=True)
+            payload = load_tensors(path, "the checkpoint")
+        except SimcheckError as err:
+            raise RunDirError(
+                f"cannot resume: {err}; the checkpoint is corrupt: start again without --resume"
+            ) from None
+        try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scheduler.load_state_dict(payload["scheduler"])
@@ -201,9 +213,10 @@ class Trainer:
             self.window = [float(x) for x in payload["window"]]
             self.step = self.checkpoint_step = int(payload["step"])
         except Exception as err:  # any unreadable or mismatched checkpoint is corrupt
+            first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
             raise RunDirError(
-                f"cannot resume from {path} ({type(err).__name__}: {err}); the checkpoint is "
-                "corrupt: start again without --resume"
+                f"cannot resume from {path} ({type(err).__name__}: {first[:200]}); the "
+                "checkpoint is corrupt: start again without --resume"
             ) from None
         self.clear_metrics()
 

@@ -27,7 +27,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from simcheck.errors import SimcheckError
-from simcheck.io import write_json
+from simcheck.io import load_tensors, write_json
 
 _NOT_SAVED = ("device",)
 """Config fields left out of a saved config: where to run is chosen when loading."""
@@ -132,12 +132,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             raise SimcheckError(
                 f"--weights {path} is not a readable safetensors file ({err})"
             ) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a file that is not a state dict
-        raise SimcheckError(
-            f"--weights {path} is neither safetensors nor a torch.save'd state dict ({err})"
-        ) from None
+    state = load_tensors(path, "--weights")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SimcheckError(f"--weights {path} must hold a state dict (names to tensors)")
     return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,6 +16,10 @@ from .registry import register_task
 
 torch = lazy_module("torch")
 F = lazy_module("torch.nn.functional")
+
+
+MAX_CONTEXTS = 1_000_000
+"""The most contexts (S^(k-1)) whose transition tables a sequence may draw."""
 
 
 @register_task
@@ -52,10 +57,11 @@ class InContextKGram(Task):
             raise TaskSpecError(f"task 'kgram': S (vocabulary size) must be >= 2, got S={self.S}")
         if self.k < 1:
             raise TaskSpecError(f"task 'kgram': k must be >= 1, got k={self.k}")
-        if self.S ** (self.k - 1) > 1_000_000:
+        # compared in logs: S ** (k - 1) itself can be too large to compute or to print
+        if (self.k - 1) * math.log(self.S) > math.log(MAX_CONTEXTS):
             raise TaskSpecError(
-                f"task 'kgram': S^(k-1) = {self.S ** (self.k - 1)} contexts is too many to "
-                "sample transition tables for; lower S or k"
+                f"task 'kgram': S^(k-1) contexts (S={self.S}, k={self.k}) are more than "
+                f"{MAX_CONTEXTS} to sample transition tables for; lower S or k"
             )
         check_alpha(self.name, self.alpha)
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from float32 import forward_tolerance
 
 import simcheck
 from simcheck import build_model, evaluate, get_task
@@ -497,14 +498,20 @@ def test_evaluation_rows_of_a_class_task(majority_eval, majority_run):
         assert row["accuracy"] == pytest.approx(1.0 - row["metric_mean"], abs=1e-12)
         assert 0.0 <= row["accuracy"] <= 1.0
         assert row["metric_p95"] in (0.0, 1.0)
-        # the accuracy is that of the model's argmax over the rows with a class
+        # the accuracy is that of the model's argmax over the rows with a class; evaluate
+        # reads the fused forward, this the hooked one: decisions whose two top logits are
+        # closer than twice the float32 tolerance may go either way
         with torch.no_grad():
             logits = run.model(batch.tokens)[:, -1, :]
+        tol = forward_tolerance(run.model, length, float(logits.abs().max())).atol
         valid = batch.targets != NO_CLASS
-        hand_accuracy = (logits.argmax(-1) == batch.targets)[valid].double().mean().item()
-        assert row["accuracy"] == pytest.approx(hand_accuracy, abs=1e-9)
+        right = (logits.argmax(-1) == batch.targets)[valid].double()
+        top2 = logits[valid].topk(2, dim=-1).values
+        unsure = ((top2[:, 0] - top2[:, 1]) <= 2 * tol).double()
+        assert (right - unsure).mean() - 1e-12 <= row["accuracy"] <= (right + unsure).mean() + 1e-12
+        # cross-entropy moves by at most twice the logit tolerance
         loss = F.cross_entropy(logits[valid].float(), batch.targets[valid])
-        assert row["loss_mean"] == pytest.approx(loss.item(), rel=1e-4)
+        assert row["loss_mean"] == pytest.approx(loss.item(), abs=2 * tol)
     # at length 4 a tie (two 1s) has probability 1/5: some of the 64 inputs are left out
     assert majority_eval.rows[0]["no_class"] > 0
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from float32 import assert_paths_close
 
 import simcheck
 import simcheck.attention
@@ -22,7 +23,6 @@ with warnings.catch_warnings():
 LENGTH = 24
 POSITIONS = [0, 5, 6, 7, -1]
 ROWS = [0, 5, 6, 7, LENGTH - 1]
-TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def simcheck_model(pos: str, **options: Any) -> torch.nn.Module:
@@ -122,9 +122,13 @@ def explicit_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(simcheck.recording, "chunked_attention", no_fusion)
 
 
-def assert_close(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+def assert_close(
+    actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], model: torch.nn.Module
+) -> None:
+    """Two paths (SDPA and explicit rows, or the recording and run_with_cache) agree within
+    the float32 tolerance of the model's forward pass (`float32`)."""
     for name, value in expected.items():
-        torch.testing.assert_close(actual[name], value, **TOL, msg=name)
+        assert_paths_close(actual[name], value, model, LENGTH, msg=name)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -138,15 +142,16 @@ def test_fused_layers_equal_explicit_ones_and_run_with_cache(name, paths, monkey
     runs = [(0, 1), (5, 8), (LENGTH - 1, LENGTH)]
     assert paths == {"fused": [(0, [(0, LENGTH)]), (1, runs)], "explicit": []}
     expected = expected_rows(model, tokens)
-    assert_close(fused.states, expected)
+    assert_close(fused.states, expected, model)
     # blocks of 3 rows with their own masks give the same values
     monkeypatch.setattr(simcheck.attention, "SCORE_BUDGET", 2 * 4 * LENGTH * 3)
-    assert_close(simcheck.record(model, tokens, probes, positions=POSITIONS).states, expected)
+    again = simcheck.record(model, tokens, probes, positions=POSITIONS)
+    assert_close(again.states, expected, model)
     explicit_only(monkeypatch)
     paths["fused"].clear()
     explicit = simcheck.record(model, tokens, probes, positions=POSITIONS)
     assert paths["fused"] == [] and [layer for layer, _ in paths["explicit"]] == [0, 1]
-    assert_close(fused.states, explicit.states)
+    assert_close(fused.states, explicit.states, model)
 
 
 @pytest.mark.parametrize("name", ["periodic-local-bias", "tl-gqa-rotary", "tl-alibi"])
@@ -160,13 +165,14 @@ def test_only_layers_whose_rows_are_probed_run_explicitly(name, probed, paths):
     runs = [(0, 1), (5, 8), (LENGTH - 1, LENGTH)]
     assert paths["explicit"] == [(probed, runs)]
     assert [layer for layer, _ in paths["fused"]] == [0, 1]
-    assert_close(recording.states, expected_rows(model, tokens))
+    assert_close(recording.states, expected_rows(model, tokens), model)
     _, cache = model.run_with_cache(tokens)
     for probe, hook in ((AttentionRow, "hook_pattern"), (AttentionLogits, "hook_attn_scores")):
-        torch.testing.assert_close(
+        assert_paths_close(
             recording[probe(probed).name],
             cache[f"blocks.{probed}.attn.{hook}"][:, :, ROWS].transpose(1, 2),
-            **TOL,
+            model,
+            LENGTH,
         )
 
 

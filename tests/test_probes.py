@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from float32 import assert_paths_close
 
 import simcheck
 from simcheck.probes import (
@@ -44,22 +45,25 @@ def test_probes_match_the_full_cache(model, tokens, cache):
     recording = simcheck.record(model, tokens, probes, positions=[-1, 4])
     rows = torch.tensor([10, 4])
     assert recording.positions == (10, 4)
-    torch.testing.assert_close(recording["resid_pre.L1"], cache["blocks.1.hook_resid_pre"][:, rows])
+    # the chunked engine against TransformerLens's forward: two float32 paths
+    length = tokens.shape[1]
+    assert_paths_close(recording["resid_pre.L1"], cache["blocks.1.hook_resid_pre"][:, rows],
+                       model, length)  # fmt: skip
     pattern = cache["blocks.1.attn.hook_pattern"][:, :, rows].transpose(1, 2)
-    torch.testing.assert_close(recording["attn_row.L1"], pattern)
+    assert_paths_close(recording["attn_row.L1"], pattern, model, length)
     scores = cache["blocks.0.attn.hook_attn_scores"][:, :, rows].transpose(1, 2)
-    torch.testing.assert_close(recording["attn_logits.L0"], scores)
+    assert_paths_close(recording["attn_logits.L0"], scores, model, length)
     z = cache["blocks.1.attn.hook_z"][:, rows]
     per_head = torch.einsum("bqhd,hdm->bqhm", z, model.blocks[1].attn.W_O)
-    torch.testing.assert_close(recording["head_out.L1"], per_head)
+    assert_paths_close(recording["head_out.L1"], per_head, model, length)
     # the heads' outputs plus the attention bias make up the attention block's output
-    torch.testing.assert_close(
+    assert_paths_close(
         per_head.sum(2) + model.blocks[1].attn.b_O,
         cache["blocks.1.hook_attn_out"][:, rows],
-        rtol=1e-5,
-        atol=1e-6,
+        model,
+        length,
     )
-    torch.testing.assert_close(recording["output"], model(tokens)[:, rows])
+    assert_paths_close(recording["output"], model(tokens)[:, rows], model, length)
 
 
 def test_probe_values_hold_only_the_query_rows(model, tokens):

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from float32 import assert_paths_close
 
 import simcheck
 from simcheck.attention import FinitePrecision, attention_weights, supports_chunked_attention
@@ -33,7 +34,6 @@ LENGTH = 24
 POSITIONS = [0, 5, 6, 7, -1]
 """Query positions: the first (one visible key), a contiguous run and the last."""
 ROWS = [0, 5, 6, 7, LENGTH - 1]
-ATOL = 1e-5
 
 BASE = {
     "n_layers": 2,
@@ -205,11 +205,12 @@ def probes_for(model: HookedTransformer) -> tuple[list[Probe], dict[str, Any]]:
     return probes, expected
 
 
-def assert_on_cpu_close(actual: torch.Tensor, expected: torch.Tensor, name: str) -> None:
-    """Equal to ``ATOL`` once both are on the CPU; infinite (masked) entries must match."""
-    torch.testing.assert_close(
-        actual.detach().cpu(), expected.detach().cpu(), rtol=0.0, atol=ATOL, msg=name
-    )
+def assert_on_cpu_close(
+    actual: torch.Tensor, expected: torch.Tensor, name: str, model: HookedTransformer
+) -> None:
+    """Equal, once both are on the CPU, within the float32 tolerance of two paths through
+    ``model`` (`float32.forward_tolerance`); infinite (masked) entries must match."""
+    assert_paths_close(actual.detach().cpu(), expected.detach().cpu(), model, LENGTH, msg=name)
 
 
 @pytest.mark.parametrize("options", CONFIGS.values(), ids=CONFIGS.keys())
@@ -223,12 +224,13 @@ def test_record_equals_run_with_cache(options, device):
     _, cache = model.run_with_cache(tokens)
     assert recording.keys() == list(expected)
     for name, read in expected.items():
-        assert_on_cpu_close(recording[name], read(cache), name)
+        assert_on_cpu_close(recording[name], read(cache), name, model)
     # a shallow probe stops the forward pass early: the last layer run computes only the
     # query rows, and the layers past it are not run
     shallow = simcheck.record(model, tokens, [Residual(0), AttentionRow(0)], positions=POSITIONS)
-    assert_on_cpu_close(shallow["resid_post.L0"], cache["blocks.0.hook_resid_post"][:, ROWS], "L0")
-    assert_on_cpu_close(shallow["attn_row.L0"], expected["attn_row.L0"](cache), "row L0")
+    first = cache["blocks.0.hook_resid_post"][:, ROWS]
+    assert_on_cpu_close(shallow["resid_post.L0"], first, "L0", model)
+    assert_on_cpu_close(shallow["attn_row.L0"], expected["attn_row.L0"](cache), "row L0", model)
 
 
 def finite_precision_reference(
@@ -268,11 +270,11 @@ def test_finite_precision_attention_on_grouped_query_models(name, device):
     recording = simcheck.record(model, tokens, probes, positions=POSITIONS, attention=mode)
     assert recording.attention == "hardmax:4"
     output, patterns = finite_precision_reference(model, tokens, mode)
-    assert_on_cpu_close(recording["output"], output[:, ROWS], "output")
+    assert_on_cpu_close(recording["output"], output[:, ROWS], "output", model)
     for layer in layers:
         row = recording[f"attn_row.L{layer}"]
         reference = patterns[f"blocks.{layer}.attn.hook_pattern"][:, :, ROWS].transpose(1, 2)
-        assert_on_cpu_close(row, reference, f"row L{layer}")
+        assert_on_cpu_close(row, reference, f"row L{layer}", model)
         assert torch.all(row.sum(-1).sub(1).abs() < 1e-5)
     assert bool((recording["attn_row.L0"] == 0).any())  # 4 bits round small weights to 0
     # "hardmax" by name is 8 bits
@@ -312,4 +314,4 @@ def test_rebuilt_logits_on_grouped_query_models():
     rebuilt = recording["attn_logits_qk.L0"]
     assert torch.equal(torch.isinf(rebuilt), torch.isinf(expected))
     finite = torch.isfinite(expected)
-    assert torch.allclose(rebuilt[finite], expected[finite], atol=ATOL)
+    assert_paths_close(rebuilt[finite], expected[finite], model, LENGTH)
