@@ -62,8 +62,8 @@ def threads() -> int:
 
 def parse_device(name: str) -> Any:
     """``name`` as a ``torch.device`` that is available here; else exit with a one-line error."""
-    from simcheck.adapter import parse_device as device_present
     from simcheck.errors import SimcheckError
+    from simcheck.model.subject import parse_device as device_present
 
     try:
         return device_present(name)

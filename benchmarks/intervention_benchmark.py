@@ -2,7 +2,7 @@
 
 At a test length that is not certified the check runs the interchange interventions (every
 site patched from the witness) and a repair per suspected cause on up to
-``intervention_samples`` uncovered inputs (`simcheck.interventions`). The target: they take
+``intervention_samples`` uncovered inputs (`simcheck.checking.interventions`). The target: they take
 at most 3x the check's own time, that is (time with - time without) / time without <= 3.
 
 Subjects (trained once, seed 0, into ``--out``, not timed), each checked at one failing
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import simcheck
-from simcheck.io import library_versions, source_revision, write_text
+from simcheck._util.io import library_versions, source_revision, write_text
 
 SUBJECTS = {
     "modp learned": ("modp:p=3", {"pos": "learned"}, 3000, 256),

@@ -74,8 +74,8 @@ WARMUP_LENGTH = 64
 
 def parse_device(name: str) -> Any:
     """``name`` as a ``torch.device`` that is available here; else exit with a one-line error."""
-    from simcheck.adapter import parse_device as device_present
     from simcheck.errors import SimcheckError
+    from simcheck.model.subject import parse_device as device_present
 
     try:
         return device_present(name)
@@ -292,7 +292,7 @@ def linearity(increments: dict[int, float], heads: int, what: str = "memory") ->
     largest lengths. A step counts as linear when the increment grew by at most 1.25 times
     the length ratio (a quadratic step multiplies it by the square of the ratio).
     """
-    from simcheck.attention import SCORE_BUDGET
+    from simcheck.model.chunked import SCORE_BUDGET
 
     points = sorted((t, inc) for t, inc in increments.items() if inc > 0)
     if len(points) < 2:

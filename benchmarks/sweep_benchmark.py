@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 import simcheck
-from simcheck.io import library_versions
-from simcheck.sweep_spec import parse_spec
-from simcheck.sweeps import load_sweep, results_without_timings, run_point
+from simcheck._util.io import library_versions
+from simcheck.sweeps.runner import load_sweep, results_without_timings, run_point
+from simcheck.sweeps.spec import parse_spec
 
 GRID = {
     "name": "bench_modp",

@@ -11,9 +11,9 @@ position, and is timed over ``--steps`` steps after 20 untimed warm-up steps:
   divided into steps; the warm-up is a separate 20-step call. The row ``simcheck.train
   (logged)`` uses the ``seconds`` that the run itself logs in ``metrics.jsonl`` (time since
   the loop started, at the last step), which leaves out setup and the final checkpoint.
-  Its training forward is the fused one (`simcheck.stacked_forward`, the default); the row
+  Its training forward is the fused one (`simcheck.model.fused`, the default); the row
   ``forward="hooked"`` trains through the `HookedTransformer` itself;
-- ``ensemble of K``: `simcheck.ensemble.train_ensemble` on K members (seeds and data
+- ``ensemble of K``: `simcheck.training.ensemble.train_ensemble` on K members (seeds and data
   seeds 0..K-1, the same settings), counted in member-steps per second (the whole call);
 - ``HookedTransformer loop``: a bare AdamW loop over the same ``HookedTransformer``,
   ``model(tokens)[:, -1, 0]``;
@@ -45,9 +45,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import simcheck
-from simcheck.ensemble import Member, train_ensemble
-from simcheck.models import ModelSpec
-from simcheck.train_config import TrainConfig
+from simcheck.model.build import ModelSpec
+from simcheck.settings.train import TrainConfig
+from simcheck.training.ensemble import Member, train_ensemble
 
 TASK = "modp:p=3"
 D_MODEL = 32
@@ -118,7 +118,7 @@ def time_hooked(task, steps: int) -> float:
 
 
 def time_plain(task, steps: int) -> float:
-    spec = simcheck.models.ModelSpec.for_task(task, pos="periodic", d_model=D_MODEL)
+    spec = simcheck.model.build.ModelSpec.for_task(task, pos="periodic", d_model=D_MODEL)
     torch.manual_seed(0)
     model = PlainTransformer(spec.d_vocab, spec.d_model, spec.d_mlp, spec.period, spec.d_vocab_out)
     return steps / _loop(model, task, steps)

@@ -85,18 +85,20 @@ def import_simcheck() -> None:
         del sys.modules[name]
     sys.meta_path.insert(0, _CheckoutFinder())
     import simcheck
+    import simcheck.model.recording
     import simcheck.probes
-    import simcheck.recording
 
     print(f"simcheck {simcheck.__version__} from {Path(simcheck.__file__).parent}")
     print("  simcheck.record, simcheck.probes: import")
     try:
-        import simcheck.models
+        import simcheck.model.build
 
-        print("  simcheck.models (build_model, train, load_run, check): import")
+        print("  simcheck.model.build (build_model, train, load_run, check): import")
     except ImportError as error:
         message = str(error).split(". ")[0]
-        print(f"  simcheck.models (build_model, train, load_run, check): ImportError: {message}")
+        print(
+            f"  simcheck.model.build (build_model, train, load_run, check): ImportError: {message}"
+        )
 
 
 def _tokenizer(vocab_size: int):
@@ -333,7 +335,6 @@ def _refused(run, error_type: type) -> Row:
 def compare(path: Path, compat: bool, tokens: torch.Tensor, positions: tuple[int, ...]) -> dict:
     import simcheck
     from simcheck.errors import LengthError, SimcheckError, TokenError
-    from simcheck.logit_gaps import top_gap
     from simcheck.probes import (
         AttentionEntropy,
         AttentionLogits,
@@ -345,6 +346,7 @@ def compare(path: Path, compat: bool, tokens: torch.Tensor, positions: tuple[int
         Residual,
         TopWeight,
     )
+    from simcheck.probes.logit_gaps import top_gap
 
     bridge = boot(path, compat)
     n_layers = bridge.cfg.n_layers

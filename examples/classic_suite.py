@@ -3,7 +3,7 @@
 The tasks of Huang et al. 2025's study (majority, parity, interleaved majority, copy, sort,
 addition, formal languages) and reverse, each trained at lengths up to N = 50 with learned
 absolute positions with random offsets (APE) and with no positions (NoPE), measured in the
-papers' length bins (1-50, 51-100, 101-150) and checked by `simcheck.position_check` at the
+papers' length bins (1-50, 51-100, 101-150) and checked by `simcheck.api.roles` at the
 longest test length.
 
 Pre-registration (written before any model of this grid was trained; not to be changed
@@ -89,8 +89,8 @@ import pandas as pd
 import torch
 
 import simcheck
-from simcheck.io import library_versions, source_revision, write_text
-from simcheck.position_check import check_positions
+from simcheck._util.io import library_versions, source_revision, write_text
+from simcheck.api.roles import check_positions
 from simcheck.tasks import SequenceTask, TargetRole
 
 TRAIN_LEN = 50

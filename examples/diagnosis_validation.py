@@ -3,7 +3,7 @@ and does a range check find the length where the model fails?
 
 Each model below fails (or holds) for a reason known by construction. Every model is checked
 over a range of lengths (`simcheck.check` with ``up_to``), with the interventions of
-`simcheck.interventions` at the first length where it fails, and measured on fresh inputs at
+`simcheck.checking.interventions` at the first length where it fails, and measured on fresh inputs at
 every doubling of the length.
 
 Pre-registration (written and committed before any model of these grids was trained; not to
@@ -123,11 +123,11 @@ import pandas as pd
 import torch
 
 import simcheck
-from simcheck.adapter import resolve
-from simcheck.attention import parse_attention
-from simcheck.gaps import ChainTerms
-from simcheck.interventions import Runner
-from simcheck.io import library_versions, source_revision, write_text
+from simcheck._util.io import library_versions, source_revision, write_text
+from simcheck.checking.chain import ChainTerms
+from simcheck.checking.interventions import Runner
+from simcheck.model.chunked import parse_attention
+from simcheck.storage.subjects import resolve
 
 EPS, DELTA = 0.1, 0.05
 MEASURE_SAMPLES = 1000

@@ -1,7 +1,7 @@
 """ModPTask(p=5), one layer, periodic positions: does p-bit attention turn exactly hard at the
 predicted length 2^(p/gamma)?
 
-Trains (or reuses) a model at N=40, reads gamma off its weights (`simcheck.bounds`), picks a
+Trains (or reuses) a model at N=40, reads gamma off its weights (`simcheck.theory.bounds`), picks a
 bit count p that puts the threshold 2^(p/gamma) near 2048, and measures at the last position
 the attention mass outside the top-logit cluster against the length n, in p-bit attention
 (logits scaled by log n, weights below 2^-p dropped): on the adversarial input built for
@@ -40,7 +40,9 @@ import numpy as np
 import pandas as pd
 
 import simcheck
-from simcheck.bounds import (
+from simcheck._util.io import library_versions, write_text
+from simcheck.errors import RunDirError
+from simcheck.theory.bounds import (
     LogitTable,
     attention_logit_table,
     bounds,
@@ -48,9 +50,7 @@ from simcheck.bounds import (
     logit_gap,
     row_logits,
 )
-from simcheck.errors import RunDirError
-from simcheck.hardness import adversarial_tokens, first_hard_length, hardness_curve, top_gap
-from simcheck.io import library_versions, write_text
+from simcheck.theory.hardness import adversarial_tokens, first_hard_length, hardness_curve, top_gap
 
 TASK = "modp:p=5"
 TRAIN_LEN = 40

@@ -6,7 +6,7 @@ offset of largest bias phi_max > 1 gets weight i^phi_max against about i for the
 prefix, so the first layer's attention keeps moving towards it like i^gamma / (1 + i^gamma)
 (gamma = phi_max - 1, when the second largest is 1), and reaches its limit only as
 n^-gamma_pos. For each trained k-gram model (S=3, k=2) of the Figure 4 sweep this script
-prints gamma_pos (`simcheck.bounds`), the measured first-layer attention on the previous
+prints gamma_pos (`simcheck.theory.bounds`), the measured first-layer attention on the previous
 token at the last position against that prediction, and the test loss up to T = 2048 (the
 one-head models; the two-head ones have two first-layer heads to share the work).
 
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import simcheck
-from simcheck.bounds import positional_margin
-from simcheck.io import library_versions, write_text
+from simcheck._util.io import library_versions, write_text
 from simcheck.probes import AttentionRow
+from simcheck.theory.bounds import positional_margin
 
 TASK = "kgram:S=3,k=2,alpha=1.0"
 LENGTHS = (16, 128, 512, 2048)

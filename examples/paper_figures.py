@@ -50,8 +50,8 @@ from paper.stats import Family, with_kgram_label
 from paper.sweeps import run_sweeps, sweep_specs
 from paper.tables import logged_walls, read_table, timing
 
-from simcheck.io import library_versions, source_revision, write_text
-from simcheck.plotting import save_figure
+from simcheck._util.io import library_versions, source_revision, write_text
+from simcheck._util.plotting import save_figure
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 import simcheck
+from simcheck._util.io import library_versions, write_text
 from simcheck.errors import RunDirError
-from simcheck.io import library_versions, write_text
 
 TASK = "simple:omega=3"
 TRAIN_LENGTHS = (4, 8, 32)

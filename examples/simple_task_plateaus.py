@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import simcheck
-from simcheck.plotting import length_curves_figure, save_figure
+from simcheck._util.plotting import length_curves_figure, save_figure
 
 TASK = "simple:omega=3"
 TRAIN_LENS = (4, 8, 32)

@@ -5,7 +5,7 @@ SimpleTask(omega=3) without positions at N in {4, 8, 32} and the in-context 2-gr
 (S=3, two layers, periodic positions with a local bias) at N in {32, 64}, two seeds each,
 and for every model compares
 
-- the check at the test length T (``simcheck.checker.check`` with delta=0.05, seed 0, once
+- the check at the test length T (``simcheck.check`` with delta=0.05, seed 0, once
   at each eps in {0.05, 0.1}): its outcome (certified, fails-short, not-simulatable,
   unexplained-pass or undecided), the fraction of long inputs the chain leaves uncovered
   (chain > eps) with its exact interval, the long inputs M it drew (it starts from
@@ -55,20 +55,20 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 import simcheck
-from simcheck.checker import check
-from simcheck.errors import SimcheckError
-from simcheck.io import library_versions, source_revision, write_text
-from simcheck.models import last_outputs
-from simcheck.outcomes import (
+from simcheck._util.io import library_versions, source_revision, write_text
+from simcheck._util.plotting import save_figure
+from simcheck.api.check import check
+from simcheck.checking.outcomes import (
     FAILS_SHORT,
     NOT_SIMULATABLE,
     OUTCOMES,
     UNDECIDED,
     UNEXPLAINED_PASS,
 )
-from simcheck.plotting import save_figure
-from simcheck.report import CheckReport
-from simcheck.simstats import simulation_error
+from simcheck.checking.statistics import simulation_error
+from simcheck.errors import SimcheckError
+from simcheck.model.build import last_outputs
+from simcheck.report.check_report import CheckReport
 
 MODP = "modp:p=3"
 SIMPLE = "simple:omega=3"
@@ -554,7 +554,7 @@ def markdown(frame: pd.DataFrame, args: argparse.Namespace, info: dict[str, Any]
         f"Outcome of the check at each eps (delta={DELTA}) against measured generalization: "
         "the 95th percentile of |f(x) - g(x)| at T on the fresh inputs <= eps, the quantity "
         "that matches delta (both percentiles are the ceil(0.95 n)-th smallest value, "
-        "`simcheck.simstats.simulation_error`). Certified: the fraction of long inputs whose "
+        "`simcheck.checking.statistics.simulation_error`). Certified: the fraction of long inputs whose "
         "chain exceeds eps is below delta at the check's confidence. The second table sets "
         "certified against the old criterion eps* <= eps.",
         "",

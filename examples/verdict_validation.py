@@ -84,9 +84,9 @@ import pandas as pd
 import torch
 
 import simcheck
-from simcheck.checker import check
-from simcheck.io import library_versions, source_revision, write_text
-from simcheck.models import last_outputs
+from simcheck._util.io import library_versions, source_revision, write_text
+from simcheck.api.check import check
+from simcheck.model.build import last_outputs
 
 EPS = 0.1
 EVAL_SAMPLES = 1000

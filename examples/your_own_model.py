@@ -19,7 +19,7 @@ positions, n_ctx = 128), trained at lengths up to N = 16 and checked at T = 64:
   reads from table rows 0..16 only; rows 17..64 never received a gradient, and the check says
   not-simulatable, with the cause "position embeddings beyond the trained range".
 
-Then `simcheck.bounds` refuses the learned-position model in one line (the theory needs
+Then `simcheck.theory.bounds` refuses the learned-position model in one line (the theory needs
 periodic or no positions), the modp model's weights (safetensors) and config (JSON) are saved
 to --out, reloaded and checked again, and the equivalent ``simcheck check --weights ...
 --config ...`` command is printed.
@@ -47,8 +47,8 @@ from safetensors.torch import save_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 import simcheck
-from simcheck.bounds import bounds
-from simcheck.user_models import load_weights_and_config, save_config
+from simcheck.model.loading import load_weights_and_config, save_config
+from simcheck.theory.bounds import bounds
 
 BOS = 2  # after the task's tokens 0 and 1
 N = 16  # the longest training length, in task tokens
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         bounds(model, adapter=adapter)
     except simcheck.SimcheckError as err:
-        print(f"   simcheck.bounds refuses this model: {err}")
+        print(f"   simcheck.theory.bounds refuses this model: {err}")
     print()
 
     weights, config = args.out / "modp.safetensors", args.out / "modp.config.json"

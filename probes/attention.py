@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from simcheck.errors import SimcheckError
-from simcheck.logit_gaps import TIE_TOL, top_gap
-from simcheck.model_structure import model_period, model_window
+from simcheck.probes.logit_gaps import TIE_TOL, top_gap
+from simcheck.settings.model import model_period, model_window
 
 from .base import Probe, ProbeContext, is_hooked_transformer
 
@@ -115,7 +115,7 @@ class AttentionLogits(_AttentionProbe):
 @dataclass(frozen=True)
 class LogitMargin(AttentionLogits):
     """The gap below the top logit of each query row, [batch, query, head]:
-    `simcheck.logit_gaps.top_gap` with its default ``tie_tol`` = 1e-6 (sorted logits whose
+    `simcheck.probes.logit_gaps.top_gap` with its default ``tie_tol`` = 1e-6 (sorted logits whose
     steps are at most 1e-6 form one cluster, single linkage; the margin is the step from the
     top cluster down to the next logit); +inf when every visible key is in the top cluster.
     Attention is hard once log(n) * margin > bits * log 2."""

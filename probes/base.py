@@ -164,7 +164,7 @@ class Output(Probe):
     """The model's raw output (logits, or the regression value) at the query positions:
     [batch, query, d_vocab_out], or only the output ids in ``select``, in that order
     ([batch, query, len(select)]): the logits that answer a task (see
-    `simcheck.adapter.ModelAdapter.outputs`)."""
+    `simcheck.model.subject.ModelAdapter.outputs`)."""
 
     select: tuple[int, ...] | None = None
 

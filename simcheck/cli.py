@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from simcheck import __version__
-from simcheck.check_config import CLASS_METRICS, CheckConfig
+from simcheck._util.paths import check_output_dir, check_output_file
+from simcheck.checking.config import CLASS_METRICS, CheckConfig
 from simcheck.errors import SimcheckError, SweepInterrupted, TrainingInterrupted
-from simcheck.fields import field_kinds
-from simcheck.lengths import parse_lengths
-from simcheck.model_adapter import POSITION_KINDS, ModelAdapter
-from simcheck.model_spec import (
+from simcheck.settings.adapter import POSITION_KINDS, ModelAdapter
+from simcheck.settings.fields import field_kinds
+from simcheck.settings.lengths import parse_lengths
+from simcheck.settings.model import (
     ACT_FNS,
     INIT_MODES,
     LOCAL_SCALES,
@@ -41,8 +42,7 @@ from simcheck.model_spec import (
     POSITIONAL_ENCODINGS,
     ModelSpec,
 )
-from simcheck.paths import check_output_dir, check_output_file
-from simcheck.train_config import TRAIN_FORWARDS, TrainConfig
+from simcheck.settings.train import TRAIN_FORWARDS, TrainConfig
 
 DEFAULT_EVAL_LENGTHS = "8..1024*2"
 """``simcheck eval``'s test lengths: 8, 16, ..., 1024."""
@@ -155,7 +155,7 @@ def _id_list(text: str) -> tuple[int, ...]:
 
 
 LENGTHS_HELP = "a list 8,16,32, a doubling 8..1024*2 or a step 10..100+10"
-"""How the help describes a list of lengths (see `simcheck.lengths`)."""
+"""How the help describes a list of lengths (see `simcheck.settings.lengths`)."""
 
 MODEL_FLAGS = {
     "pos": _Flag("--pos", "positional encoding", "the task's", POSITIONAL_ENCODINGS),
@@ -316,7 +316,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--resume continues {args.resume} with its recorded settings: drop "
                 f"{', '.join(ignored)} (or train anew with --out and --overwrite)"
             )
-        from simcheck.training import resume_training
+        from simcheck.training.trainer import resume_training
 
         run = resume_training(args.resume, progress=progress, tensorboard=args.tensorboard)
     else:
@@ -327,7 +327,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         task = get_task(args.task)
         spec = ModelSpec.for_task(task, **_field_values(args, ModelSpec))
         config = TrainConfig(**_field_values(args, TrainConfig))
-        from simcheck.training import train
+        from simcheck.training.trainer import train
 
         run = train(
             task,
@@ -338,7 +338,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=progress,
             tensorboard=args.tensorboard,
         )
-    from simcheck.runs import LOSS_CURVE_FILE
+    from simcheck.storage.runs import LOSS_CURVE_FILE
 
     print(f"trained: {run}")
     print(f"loss curve: {run.path / LOSS_CURVE_FILE}")
@@ -350,7 +350,7 @@ def _user_model(args: argparse.Namespace) -> tuple[Any, str] | None:
     """The model named by --model or --weights/--config, with a short name; None if none is."""
     if not (args.model or args.weights or args.config):
         return None
-    from simcheck.user_models import load_user_model
+    from simcheck.model.loading import load_user_model
 
     return load_user_model(args.model, args.weights, args.config)
 
@@ -361,8 +361,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.figure is not None:
         check_output_file(args.figure, "figure")
     adapter = ModelAdapter(**_field_values(args, ModelAdapter))
-    from simcheck.evaluation import evaluate
-    from simcheck.runs import EVAL_CSV, EVAL_JSON, EVAL_PNG, load_run
+    from simcheck.evaluation.evaluation import evaluate
+    from simcheck.storage.runs import EVAL_CSV, EVAL_JSON, EVAL_PNG, load_run
 
     user = _user_model(args)
     if user is not None and args.runs:
@@ -413,7 +413,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             plateau = "-" if result.plateau is None else f"{result.plateau:.3e}"
             print(f"{path:<40} {result.meta['pos']:<9} {result.train_len:>5} {plateau:>10}")
     if args.figure:
-        from simcheck.plotting import length_curves_figure, save_figure
+        from simcheck._util.plotting import length_curves_figure, save_figure
 
         curves = [result.curve(path) for path, result in results.items()]
         save_figure(length_curves_figure(curves, ylabel="test loss (mean ± 2 sem)"), args.figure)
@@ -436,9 +436,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     adapter = ModelAdapter(**_field_values(args, ModelAdapter))
     if args.out is not None:
         check_output_dir(args.out, "check directory")
-    from simcheck.checker import check
-    from simcheck.report import CHECK_DIR, check_name, ensure_replaceable
-    from simcheck.runs import load_run
+    from simcheck.api.check import check
+    from simcheck.report.check_report import CHECK_DIR, check_name, ensure_replaceable
+    from simcheck.storage.runs import load_run
 
     user = _user_model(args)
     if user is not None and args.run:
@@ -480,8 +480,8 @@ def _check_positions(
 ) -> int:
     """`simcheck check --target-roles`: one check per target role, each saved in its own
     folder under ``out``, and the outcome over positions in ``positions.json``."""
-    from simcheck.io import write_json
-    from simcheck.position_check import check_positions
+    from simcheck._util.io import write_json
+    from simcheck.api.roles import check_positions
 
     if args.device is not None:
         raise SimcheckError("--target-roles runs on the model's device; drop --device")
@@ -545,8 +545,8 @@ def _check_config(args: argparse.Namespace) -> CheckConfig:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or finish) every point of a sweep spec; print the results table."""
-    from simcheck.sweep_spec import load_spec
-    from simcheck.sweeps import default_sweep_dir, point_finished, sweep
+    from simcheck.sweeps.runner import default_sweep_dir, point_finished, sweep
+    from simcheck.sweeps.spec import load_spec
 
     spec = load_spec(args.spec)
     if args.dry_run:
@@ -577,10 +577,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_bounds(args: argparse.Namespace) -> int:
     """Print the theory's quantities for a run beside the sweep's empirical N*."""
-    from simcheck.bounds import bounds
-    from simcheck.runs import load_run
-    from simcheck.sweep_table import empirical_n_star
-    from simcheck.sweeps import load_sweep
+    from simcheck.storage.runs import load_run
+    from simcheck.sweeps.runner import load_sweep
+    from simcheck.sweeps.table import empirical_n_star
+    from simcheck.theory.bounds import bounds
 
     run = load_run(args.run)
     sweep_dir = args.sweep or _enclosing_sweep(run.path)
@@ -608,7 +608,7 @@ def cmd_bounds(args: argparse.Namespace) -> int:
 
 def _enclosing_sweep(run_dir: Path) -> Path | None:
     """The sweep directory holding ``run_dir`` (``SWEEP/runs/<point>``), if it is one."""
-    from simcheck.sweeps import MANIFEST_FILE, RESULTS_PARQUET
+    from simcheck.sweeps.runner import MANIFEST_FILE, RESULTS_PARQUET
 
     sweep_dir = run_dir.resolve().parent.parent
     if (sweep_dir / MANIFEST_FILE).is_file() and (sweep_dir / RESULTS_PARQUET).is_file():
@@ -619,13 +619,13 @@ def _enclosing_sweep(run_dir: Path) -> Path | None:
 def cmd_show(args: argparse.Namespace) -> int:
     """Print what a run directory holds: task, model, training, state, last loss, plateau,
     saved checks; with --json as one JSON document."""
-    from simcheck.runs import EVAL_JSON, load_run, read_json_object, read_metrics
+    from simcheck.storage.runs import EVAL_JSON, load_run, read_json_object, read_metrics
 
     run = load_run(args.run)
     metrics = read_metrics(run.path)
     eval_file = run.path / EVAL_JSON
     evaluation = read_json_object(eval_file) if eval_file.is_file() else {}
-    from simcheck.report import CERTIFICATE_FILE, saved_checks
+    from simcheck.report.check_report import CERTIFICATE_FILE, saved_checks
 
     summary = {
         "run": str(run.path),
@@ -683,9 +683,9 @@ def _certificate_summary(path: Path, run: Any) -> dict[str, Any]:
     """A saved check: its folder in the run, its outcome and chain bound per length, whether
     the weights have changed since (a resumed or retrained run), and a line of text that
     says it all (or why the certificate cannot be read)."""
-    from simcheck.io import weights_hash
-    from simcheck.report import CERTIFICATE_VERSION, LISTED_VERSIONS
-    from simcheck.runs import read_json
+    from simcheck._util.io import weights_hash
+    from simcheck.report.check_report import CERTIFICATE_VERSION, LISTED_VERSIONS
+    from simcheck.storage.runs import read_json
 
     folder = path.parent.relative_to(run.path).as_posix()
     summary: dict[str, Any] = {"folder": folder, "path": str(path)}

@@ -16,12 +16,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from simcheck.check_config import CheckConfig
-from simcheck.checker import check
-from simcheck.evaluation import EvalResult, evaluate
-from simcheck.plotting import length_curves_figure, save_figure
-from simcheck.report import CHECK_DIR, check_name
-from simcheck.training import train
+from simcheck._util.plotting import length_curves_figure, save_figure
+from simcheck.api.check import check
+from simcheck.checking.config import CheckConfig
+from simcheck.evaluation.evaluation import EvalResult, evaluate
+from simcheck.report.check_report import CHECK_DIR, check_name
+from simcheck.training.trainer import train
 
 DEMO_TASK = "modp:p=3,k=0"
 DEMO_TRAIN_LEN = 32

@@ -4,7 +4,7 @@
 (and decorate with `register_task` to reach it from the CLI) to add your own, or
 `SequenceTask` for a task with targets at many positions (copy, sort, addition, formal
 languages: `seq2seq` and `languages`). The built-in
-tasks import torch on first use (`simcheck.lazy_import`), so listing them is quick.
+tasks import torch on first use (`simcheck._util.lazy_import`), so listing them is quick.
 """
 
 from simcheck.errors import TokenError

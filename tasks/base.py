@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import SimcheckError, TaskSpecError, TokenError
-from simcheck.lazy_import import lazy_module
 
 torch = lazy_module("torch")
 F = lazy_module("torch.nn.functional")

@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import TaskSpecError
-from simcheck.lazy_import import lazy_module
 
 from .base import NO_CLASS, OutputKind, Task, check_alpha, mixed_binary_tokens
 from .binary import ResidueTask

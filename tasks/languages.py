@@ -22,8 +22,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import TaskSpecError
-from simcheck.lazy_import import lazy_module
 
 from .registry import register_task
 from .sequence import SequenceTask

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import TaskSpecError
-from simcheck.lazy_import import lazy_module
 
 from .base import NO_CLASS, OutputKind, Task
 from .registry import register_task

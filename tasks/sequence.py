@@ -17,7 +17,7 @@ at each position of a sequence, or `NO_CLASS` where the position has none:
   evaluation reports accuracy per token and exact match per sequence.
 
 `TargetRole` turns one target position (the first, middle or last of the span) into a
-last-position problem of its prefix, for the check (`simcheck.position_check`).
+last-position problem of its prefix, for the check (`simcheck.api.roles`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import TaskSpecError
-from simcheck.lazy_import import lazy_module
 
 from .base import NO_CLASS, OutputKind, Task
 

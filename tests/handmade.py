@@ -7,7 +7,7 @@ import math
 import torch
 
 import simcheck
-from simcheck.models import SimcheckTransformer
+from simcheck.model.build import SimcheckTransformer
 
 TOKEN, CLASS, OUTPUT = 0, 1, 2
 """The residual coordinates of `hand_set_model`: the token, the residue-0 mark, the output."""

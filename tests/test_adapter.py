@@ -1,4 +1,4 @@
-"""`simcheck.adapter`: what a `ModelAdapter` fills in from the model, how a `Subject` feeds the
+"""`simcheck.model.subject`: what a `ModelAdapter` fills in from the model, how a `Subject` feeds the
 model (prefix, output ids) and the one-line refusals of adapters that do not fit."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import torch
 from float32 import assert_paths_close
 
 import simcheck
-from simcheck.adapter import ModelAdapter, resolve
 from simcheck.errors import LengthError, SimcheckError
+from simcheck.settings.adapter import ModelAdapter
+from simcheck.storage.subjects import resolve
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # TransformerLens 3.9 deprecates HookedTransformer

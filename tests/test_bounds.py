@@ -1,4 +1,4 @@
-"""simcheck.bounds: the logit table against the model's own logits, gamma, L, the formulas,
+"""simcheck.theory.bounds: the logit table against the model's own logits, gamma, L, the formulas,
 the two-layer quantities, the report, N* from a sweep table, and the hardmax threshold.
 
 The hand-set model (`gap_model`) is one head on ModPTask(p=3) inputs whose logit of query
@@ -19,7 +19,9 @@ from handmade import blank_modp_head
 
 import simcheck
 from simcheck import SimcheckError, get_task, record
-from simcheck.bounds import (
+from simcheck.probes import AttentionLogits
+from simcheck.sweeps.table import empirical_n_star
+from simcheck.theory.bounds import (
     LogitTable,
     attention_logit_table,
     bounds,
@@ -32,16 +34,14 @@ from simcheck.bounds import (
     theorem_5_2_N,
     weight_norm_bound,
 )
-from simcheck.hardness import adversarial_tokens, first_hard_length, hardness_curve, top_gap
-from simcheck.probes import AttentionLogits
-from simcheck.sweep_table import empirical_n_star
+from simcheck.theory.hardness import adversarial_tokens, first_hard_length, hardness_curve, top_gap
 
 MODP = "modp:p=3,k=0,alpha=1.0"
 TOKEN = 3
 """Residual dimension of the hand-set model that holds the token id; 0..2 flag the residue."""
 
 
-def gap_model() -> simcheck.models.SimcheckTransformer:
+def gap_model() -> simcheck.model.build.SimcheckTransformer:
     """The hand-set model of the module docstring (scores are q.k / sqrt(4) = q.k / 2)."""
     model = blank_modp_head()
     attn = model.blocks[0].attn
@@ -64,7 +64,7 @@ def modp_inputs(count: int, length: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 2, (count, length), generator=generator)
 
 
-def random_model(pos: str, **overrides) -> simcheck.models.SimcheckTransformer:
+def random_model(pos: str, **overrides) -> simcheck.model.build.SimcheckTransformer:
     """A 2-head ModPTask(p=3) model with LayerNorm and every parameter random."""
     model = simcheck.build_model(
         get_task("modp:p=3"), pos=pos, d_model=8, n_heads=2, d_mlp=0, **overrides
@@ -226,7 +226,7 @@ def test_theorem_formulas():
 
 
 # ------------------------------------------------------------------ two layers
-def kgram_model(n_heads: int = 2) -> simcheck.models.SimcheckTransformer:
+def kgram_model(n_heads: int = 2) -> simcheck.model.build.SimcheckTransformer:
     """A 2-layer InContextKGram(S=3, k=2) model: periodic positions (Delta 1), tau = 1."""
     model = simcheck.build_model(get_task("kgram:S=3,k=2"), d_model=8, n_heads=n_heads, d_mlp=0)
     with torch.no_grad():

@@ -19,19 +19,19 @@ from handmade import CLASS, hand_set_model, jumping_model
 
 import simcheck
 from simcheck import LengthError, SimcheckError, build_model, get_task, record
-from simcheck.check_config import CheckConfig
-from simcheck.checker import check
+from simcheck.api.check import check
+from simcheck.checking.config import CheckConfig
+from simcheck.checking.statistics import simulation_error
 from simcheck.cli import main
 from simcheck.probes import LogitMargin, Output
-from simcheck.report import (
+from simcheck.report.check_report import (
     CERTIFICATE_FILE,
     CERTIFICATE_VERSION,
     FIGURES,
     HTML_FILE,
     SUMMARY_FILE,
 )
-from simcheck.runs import save_weights
-from simcheck.simstats import simulation_error
+from simcheck.storage.runs import save_weights
 
 MODP = "modp:p=3"
 HARD = "hardmax:8"

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from simcheck.check_config import CLASS_METRICS, DEFAULT_LENGTH_FACTOR, CheckConfig
+from simcheck.checking.config import CLASS_METRICS, DEFAULT_LENGTH_FACTOR, CheckConfig
 from simcheck.cli import CHECK_FLAGS, _check_config, build_parser
 from simcheck.errors import SimcheckError
-from simcheck.sweep_spec import CheckSettings, parse_spec
+from simcheck.sweeps.spec import CheckSettings, parse_spec
 
 
 def my_witness(x, n, structure, rng):

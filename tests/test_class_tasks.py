@@ -19,7 +19,7 @@ import simcheck
 from simcheck import build_model, evaluate, get_task
 from simcheck.cli import main
 from simcheck.errors import TaskSpecError
-from simcheck.runs import SPEC_FILE, WEIGHTS_FILE
+from simcheck.storage.runs import SPEC_FILE, WEIGHTS_FILE
 from simcheck.tasks import NO_CLASS, FirstToken, Majority, Parity, ResidueMajority
 
 CLASS_SPECS = ["majority:V=2,alpha=1.0", "parity", "residue_majority:p=3,k=0", "first:V=2"]

@@ -10,15 +10,14 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from simcheck.confidence import (
+from simcheck.checking.confidence import (
     Interval,
     binomial_cdf,
     clopper_pearson,
     look_alpha,
     look_schedule,
 )
-from simcheck.errors import SimcheckError
-from simcheck.outcomes import (
+from simcheck.checking.outcomes import (
     ADVICE,
     CERTIFIED,
     FAILS_SHORT,
@@ -29,6 +28,7 @@ from simcheck.outcomes import (
     UNEXPLAINED_PASS,
     decide,
 )
+from simcheck.errors import SimcheckError
 
 
 def exact_binomial_sum(samples: int, p: float, first: int, last: int) -> Fraction:

@@ -10,13 +10,13 @@ import torch
 from float32 import backward_tolerance, forward_tolerance
 
 import simcheck
-from simcheck.ensemble import Member, ensemble_key, train_ensemble
 from simcheck.errors import TrainingDiverged
-from simcheck.models import ModelSpec
-from simcheck.sweep_spec import Point
-from simcheck.sweeps import ensemble_groups
+from simcheck.model.build import ModelSpec
+from simcheck.settings.train import TrainConfig
+from simcheck.sweeps.runner import ensemble_groups
+from simcheck.sweeps.spec import Point
 from simcheck.tasks import Batch, ModPTask
-from simcheck.train_config import TrainConfig
+from simcheck.training.ensemble import Member, ensemble_key, train_ensemble
 
 TASK = ModPTask(p=3)
 SPEC = dict(pos="periodic", d_model=16, d_mlp=32)
@@ -141,7 +141,7 @@ def test_a_member_checkpoint_is_the_one_simcheck_train_writes(tmp_path):
     assert all(m.shape == p.shape for m, p in zip(moments, params, strict=True))
     assert any(m.abs().sum() > 0 for m in moments)
     assert all(float(optimizer.state[p]["step"]) == 30 for p in params)
-    assert simcheck.training.resume_training(member.out, progress=False).finished
+    assert simcheck.training.trainer.resume_training(member.out, progress=False).finished
 
 
 def test_finished_members_are_returned_without_training(tmp_path):

@@ -1,5 +1,5 @@
 """`simcheck.record` runs the attention layers whose scores and weights no probe reads through
-``scaled_dot_product_attention`` (`simcheck.attention._fused_rows`) and the others explicitly
+``scaled_dot_product_attention`` (`simcheck.model.chunked._fused_rows`) and the others explicitly
 (`_explicit_rows`); both give `run_with_cache`'s values, for every supported model."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 from float32 import assert_paths_close
 
 import simcheck
-import simcheck.attention
-import simcheck.recording
+import simcheck.model.chunked
+import simcheck.model.recording
 from simcheck.probes import AttentionLogits, AttentionRow, HeadOutput, Output, Probe, Residual
 
 with warnings.catch_warnings():
@@ -102,24 +102,24 @@ def paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[int, list]]]:
     """Count which engine path computed which layer's rows: (layer, rows) per call."""
     calls: dict[str, list[tuple[int, list]]] = {"fused": [], "explicit": []}
     for kind in calls:
-        original = getattr(simcheck.attention, f"_{kind}_rows")
+        original = getattr(simcheck.model.chunked, f"_{kind}_rows")
 
         def counting(attn, layer, rows, *args, kind=kind, original=original):
             calls[kind].append((layer, list(rows)))
             return original(attn, layer, rows, *args)
 
-        monkeypatch.setattr(simcheck.attention, f"_{kind}_rows", counting)
+        monkeypatch.setattr(simcheck.model.chunked, f"_{kind}_rows", counting)
     return calls
 
 
 def explicit_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make `record` compute every layer explicitly, as before the fused path."""
-    chunked = simcheck.recording.chunked_attention
+    chunked = simcheck.model.recording.chunked_attention
 
     def no_fusion(*args, fused_layers=(), read_rows=None):
         return chunked(*args, fused_layers=(), read_rows=None)
 
-    monkeypatch.setattr(simcheck.recording, "chunked_attention", no_fusion)
+    monkeypatch.setattr(simcheck.model.recording, "chunked_attention", no_fusion)
 
 
 def assert_close(
@@ -134,7 +134,7 @@ def assert_close(
 @pytest.mark.parametrize("name", list(MODELS))
 def test_fused_layers_equal_explicit_ones_and_run_with_cache(name, paths, monkeypatch):
     model = MODELS[name]()
-    assert simcheck.attention.supports_chunked_attention(model)
+    assert simcheck.model.chunked.supports_chunked_attention(model)
     tokens = tokens_for(model)
     probes = plain_probes(model)
     fused = simcheck.record(model, tokens, probes, positions=POSITIONS)
@@ -144,7 +144,7 @@ def test_fused_layers_equal_explicit_ones_and_run_with_cache(name, paths, monkey
     expected = expected_rows(model, tokens)
     assert_close(fused.states, expected, model)
     # blocks of 3 rows with their own masks give the same values
-    monkeypatch.setattr(simcheck.attention, "SCORE_BUDGET", 2 * 4 * LENGTH * 3)
+    monkeypatch.setattr(simcheck.model.chunked, "SCORE_BUDGET", 2 * 4 * LENGTH * 3)
     again = simcheck.record(model, tokens, probes, positions=POSITIONS)
     assert_close(again.states, expected, model)
     explicit_only(monkeypatch)

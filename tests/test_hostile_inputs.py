@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import simcheck
+from simcheck._util.io import load_tensors
 from simcheck.cli import main
 from simcheck.errors import SimcheckError
-from simcheck.io import load_tensors
-from simcheck.user_models import save_config
+from simcheck.model.loading import save_config
 
 
 class _Payload:

@@ -14,15 +14,12 @@ from handmade import jumping_model, sink_majority_model
 
 import simcheck
 from simcheck import check, get_task
-from simcheck.adapter import resolve
-from simcheck.attention import FinitePrecision
-from simcheck.check_config import CheckConfig
-from simcheck.diagnosis import Cause, Diagnosis
-from simcheck.effects import CONFIRM_SHARE, Effect, Repair, measure_effect
-from simcheck.errors import SimcheckError
-from simcheck.forecast import crossing
-from simcheck.gaps import ChainTerms
-from simcheck.interventions import (
+from simcheck.checking.chain import ChainTerms
+from simcheck.checking.config import CheckConfig
+from simcheck.checking.diagnosis import Cause, Diagnosis
+from simcheck.checking.effects import CONFIRM_SHARE, Effect, Repair, measure_effect
+from simcheck.checking.forecast import crossing
+from simcheck.checking.interventions import (
     Change,
     Interchange,
     Runner,
@@ -39,7 +36,10 @@ from simcheck.interventions import (
     residue_rows,
     shifted_rows,
 )
-from simcheck.report import CheckReport, PatchingFrame
+from simcheck.errors import SimcheckError
+from simcheck.model.chunked import FinitePrecision
+from simcheck.report.check_report import CheckReport, PatchingFrame
+from simcheck.storage.subjects import resolve
 
 SMALL = {"samples": 40, "reference_samples": 64, "witnesses": ["types", "task"]}
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from simcheck import SimcheckError, parse_lengths
-from simcheck.lengths import MAX_LENGTHS
+from simcheck.settings.lengths import MAX_LENGTHS
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""`simcheck.logit_gaps`: the one rule for the gap below the top logit (single linkage with an
-absolute ``tie_tol``), and the three places that use it agreeing on it: `simcheck.hardness`,
-the `LogitMargin` probe and `simcheck.bounds.logit_gap`'s top gaps."""
+"""`simcheck.probes.logit_gaps`: the one rule for the gap below the top logit (single linkage with an
+absolute ``tie_tol``), and the three places that use it agreeing on it: `simcheck.theory.hardness`,
+the `LogitMargin` probe and `simcheck.theory.bounds.logit_gap`'s top gaps."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from simcheck import SimcheckError
-from simcheck.bounds import LogitTable, logit_gap
-from simcheck.hardness import off_top_mass
-from simcheck.hardness import top_gap as hardness_top_gap
-from simcheck.logit_gaps import TIE_TOL, below_top, top_cutoff, top_gap
 from simcheck.probes import LogitMargin
+from simcheck.probes.logit_gaps import TIE_TOL, below_top, top_cutoff, top_gap
+from simcheck.theory.bounds import LogitTable, logit_gap
+from simcheck.theory.hardness import off_top_mass
+from simcheck.theory.hardness import top_gap as hardness_top_gap
 
 INF = math.inf
 

@@ -14,7 +14,7 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 import simcheck
 from simcheck import ModelSpec, build_model, get_task
 from simcheck.errors import TokenError
-from simcheck.models import POSITION_FREE_CTX
+from simcheck.model.build import POSITION_FREE_CTX
 
 SMALL = {"d_model": 16, "d_mlp": 16}
 

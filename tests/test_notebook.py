@@ -13,10 +13,11 @@ from nbclient import NotebookClient
 from tqdm.std import tqdm as std_tqdm
 
 import simcheck
-from simcheck import build_model, get_task, progress
-from simcheck.evaluation import EvalResult
-from simcheck.plotting import InlineFigure, save_figure
-from simcheck.progress import DisplayBar, progress_bar
+from simcheck import build_model, get_task
+from simcheck._util import progress
+from simcheck._util.plotting import InlineFigure, save_figure
+from simcheck._util.progress import DisplayBar, progress_bar
+from simcheck.evaluation.evaluation import EvalResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
@@ -56,7 +57,7 @@ def test_evaluation_figure_has_a_png_repr_and_stays_out_of_pyplot(evaluation):
 
 
 def test_report_figures_have_a_png_repr(report):
-    from simcheck.report_figures import figures
+    from simcheck.report.figures import figures
 
     before = pyplot_figures()
     for fig in [report.plot(), *figures(report).values()]:
@@ -102,7 +103,7 @@ class FakeHandle:
 
 @pytest.fixture
 def fake_kernel(monkeypatch):
-    """Make `simcheck.progress` believe it runs in a Jupyter kernel without ipywidgets;
+    """Make `simcheck._util.progress` believe it runs in a Jupyter kernel without ipywidgets;
     returns the list of texts shown (one list per display output)."""
     import IPython.display
 

@@ -17,16 +17,16 @@ import torch
 from test_check import HARD, MODP, hand_set_model
 
 import simcheck
-from simcheck.checker import check
-from simcheck.gaps import ChainTerms
-from simcheck.outcomes import OUTCOMES
+from simcheck.api.check import check
+from simcheck.checking.chain import ChainTerms
+from simcheck.checking.outcomes import OUTCOMES
 from simcheck.tasks import NO_CLASS, get_task
 
 MAJORITY = "majority:V=2"
 TOKEN, OUTPUT = 0, 2
 
 
-def majority_model(k: float, bias: float = 0.0) -> simcheck.models.SimcheckTransformer:
+def majority_model(k: float, bias: float = 0.0) -> simcheck.model.build.SimcheckTransformer:
     """The hand-set majority model (module docstring) with confidence ``k`` and threshold
     shift ``bias``."""
     model = simcheck.build_model(
@@ -255,8 +255,8 @@ def test_ratio_with_a_zero_floor_prints_as_a_dash():
 def _evidence(stats, attention, attention_at_n, **changes):
     """Evidence of one uncovered input at T = 256 from N = 16, with the given probe
     statistics and attention summaries."""
-    from simcheck.confidence import clopper_pearson
-    from simcheck.diagnosis import Evidence, ShortBehaviour
+    from simcheck.checking.confidence import clopper_pearson
+    from simcheck.checking.diagnosis import Evidence, ShortBehaviour
 
     interval = clopper_pearson(1, 1, 0.05)
     fields = {
@@ -277,7 +277,7 @@ def _evidence(stats, attention, attention_at_n, **changes):
 def test_a_diverging_attention_mass_probe_counts_as_evidence_of_dilution():
     """The default mass probe is named attn_mass_type.L0.period=3: it is matched to its
     layer as an object, not by the end of its name."""
-    from simcheck.diagnosis import ProbeStat, diagnose
+    from simcheck.checking.diagnosis import ProbeStat, diagnose
     from simcheck.probes import AttentionMass
 
     mass = AttentionMass(0, "type", period=3)
@@ -295,7 +295,7 @@ def test_a_diverging_attention_mass_probe_counts_as_evidence_of_dilution():
 def test_mechanisms_are_named_only_where_some_input_is_uncovered():
     """An undecided length with every input covered has nothing for a mechanism to explain,
     even with a learned-position model whose embedding-level state differs."""
-    from simcheck.diagnosis import EMBEDDING_STATE, ProbeStat, diagnose
+    from simcheck.checking.diagnosis import EMBEDDING_STATE, ProbeStat, diagnose
 
     stats = [ProbeStat(EMBEDDING_STATE, None, 0.9, 0.9, 1.5)]
     failing = _evidence(stats, {}, {}, learned_positions=True, outcome="undecided")
@@ -307,7 +307,7 @@ def test_mechanisms_are_named_only_where_some_input_is_uncovered():
 
 
 def test_no_recognised_cause_points_at_the_largest_discrepancy():
-    from simcheck.diagnosis import ProbeStat, diagnose
+    from simcheck.checking.diagnosis import ProbeStat, diagnose
     from simcheck.probes import HeadOutput, Residual
 
     stats = [
@@ -324,6 +324,6 @@ def test_no_recognised_cause_points_at_the_largest_discrepancy():
 
 
 def test_certified_lengths_get_no_diagnosis():
-    from simcheck.diagnosis import diagnose
+    from simcheck.checking.diagnosis import diagnose
 
     assert diagnose(_evidence([], {}, {}, outcome="certified")) is None

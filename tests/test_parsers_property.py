@@ -11,14 +11,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from simcheck.check_config import CheckConfig
+from simcheck.checking.config import CheckConfig
 from simcheck.errors import SimcheckError
-from simcheck.lengths import parse_lengths
-from simcheck.models import ModelSpec
-from simcheck.sweep_spec import parse_spec
+from simcheck.model.build import ModelSpec
+from simcheck.model.loading import _read_config
+from simcheck.settings.lengths import parse_lengths
+from simcheck.settings.train import TrainConfig
+from simcheck.sweeps.spec import parse_spec
 from simcheck.tasks import get_task, task_class, task_names, task_parameters
-from simcheck.train_config import TrainConfig
-from simcheck.user_models import _read_config
 
 PROPERTY = settings(
     max_examples=200,

@@ -12,14 +12,14 @@ import torch
 from float32 import forward_tolerance
 
 import simcheck
-from simcheck import training
+from simcheck.api.roles import SEVERITY, check_positions, default_roles
 from simcheck.cli import main
-from simcheck.evaluation import parse_bins
-from simcheck.position_check import SEVERITY, check_positions, default_roles
-from simcheck.stacked_forward import member_views, stacked_logits
-from simcheck.sweep_spec import Point
-from simcheck.sweeps import ensemble_groups
+from simcheck.evaluation.evaluation import parse_bins
+from simcheck.model.fused import member_views, stacked_logits
+from simcheck.sweeps.runner import ensemble_groups
+from simcheck.sweeps.spec import Point
 from simcheck.tasks import TargetRole, get_task
+from simcheck.training import trainer as training
 
 COPY = "repeat_copy:V=3"
 

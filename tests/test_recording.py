@@ -12,10 +12,10 @@ from float32 import assert_paths_close
 from handmade import blank_modp_head
 
 import simcheck
-import simcheck.attention
-import simcheck.recording
+import simcheck.model.chunked
+import simcheck.model.recording
 from simcheck.errors import TokenError
-from simcheck.models import SimcheckTransformer
+from simcheck.model.build import SimcheckTransformer
 from simcheck.probes import (
     AttentionEntropy,
     AttentionLogits,
@@ -103,12 +103,12 @@ def test_chunked_engine_equals_run_with_cache(task, pos, monkeypatch):
     model = two_layer(pos, task)
     tokens = random_tokens(model.cfg.d_vocab)
     expected = full_cache_rows(model, tokens)
-    assert simcheck.attention.supports_chunked_attention(model)
+    assert simcheck.model.chunked.supports_chunked_attention(model)
     recording = simcheck.record(model, tokens, PROBES, positions=POSITIONS)
     assert recording.positions == tuple(ROWS.tolist())
     assert_states_close(recording.states, expected, model)
     # one row per block of attention, and one input per forward pass
-    monkeypatch.setattr(simcheck.attention, "SCORE_BUDGET", 1)
+    monkeypatch.setattr(simcheck.model.chunked, "SCORE_BUDGET", 1)
     blocked = simcheck.record(model, tokens, PROBES, positions=POSITIONS, batch_size=2)
     assert_states_close(blocked.states, expected, model)
 
@@ -116,13 +116,13 @@ def test_chunked_engine_equals_run_with_cache(task, pos, monkeypatch):
 def count_weight_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Patch the engine to count the attention rows it computes; return the live counter."""
     rows: list[int] = []
-    weights = simcheck.attention.attention_weights
+    weights = simcheck.model.chunked.attention_weights
 
     def counting(scores, query_pos, mode):
         rows.append(len(query_pos))
         return weights(scores, query_pos, mode)
 
-    monkeypatch.setattr(simcheck.attention, "attention_weights", counting)
+    monkeypatch.setattr(simcheck.model.chunked, "attention_weights", counting)
     return rows
 
 
@@ -130,7 +130,7 @@ def test_small_score_budget_computes_rows_in_many_blocks(monkeypatch):
     model = two_layer("periodic")
     tokens = random_tokens(2, batch=1)
     expected = full_cache_rows(model, tokens)
-    monkeypatch.setattr(simcheck.attention, "SCORE_BUDGET", 2 * LENGTH * 3)  # 3 rows a block
+    monkeypatch.setattr(simcheck.model.chunked, "SCORE_BUDGET", 2 * LENGTH * 3)  # 3 rows a block
     rows = count_weight_rows(monkeypatch)
     recording = simcheck.record(model, tokens, PROBES, positions=POSITIONS)
     assert_states_close(recording.states, expected, model)
@@ -144,9 +144,9 @@ def test_layers_past_the_deepest_probe_are_not_run(monkeypatch):
     tokens = random_tokens(2)
     rows = count_weight_rows(monkeypatch)
     fused: list[tuple[int, list[tuple[int, int]]]] = []  # no probe reads attention: fused
-    fused_rows = simcheck.attention._fused_rows
+    fused_rows = simcheck.model.chunked._fused_rows
     monkeypatch.setattr(
-        simcheck.attention,
+        simcheck.model.chunked,
         "_fused_rows",
         lambda attn, layer, runs, *rest: (
             fused.append((layer, runs)) or fused_rows(attn, layer, runs, *rest)
@@ -166,7 +166,7 @@ def test_batches_split_by_size_and_by_token_budget(monkeypatch):
     tokens = random_tokens(2, batch=5)
     whole = simcheck.record(model, tokens, PROBES, positions=POSITIONS, batch_size=5)
     by_two = simcheck.record(model, tokens, PROBES, positions=POSITIONS, batch_size=2)
-    monkeypatch.setattr(simcheck.recording, "TOKEN_BUDGET", LENGTH)  # one input per pass
+    monkeypatch.setattr(simcheck.model.recording, "TOKEN_BUDGET", LENGTH)  # one input per pass
     by_budget = simcheck.record(model, tokens, PROBES, positions=POSITIONS)
     for name in whole.states:
         assert whole[name].shape[0] == 5
@@ -193,7 +193,7 @@ def test_hooks_engine_gives_the_same_states(monkeypatch):
     tokens = random_tokens(3)
     probes = [*default_probes(model, period=2, window=1), *PROBES[3:6]]
     chunked = simcheck.record(model, tokens, probes, positions=POSITIONS)
-    monkeypatch.setattr(simcheck.recording, "supports_chunked_attention", lambda model: False)
+    monkeypatch.setattr(simcheck.model.recording, "supports_chunked_attention", lambda model: False)
     hooked = simcheck.record(model, tokens, probes, positions=POSITIONS, batch_size=2)
     assert chunked.keys() == hooked.keys()
     assert_states_close(hooked.states, chunked.states, model)
@@ -322,7 +322,7 @@ def test_finite_precision_attention_is_soft_well_below_the_threshold(gap, bits):
 
 
 def test_attention_modes_parse():
-    parse = simcheck.attention.parse_attention
+    parse = simcheck.model.chunked.parse_attention
     assert parse("hardmax:8") == simcheck.FinitePrecision(8)
     assert parse("hardmax") == simcheck.FinitePrecision(8)
     assert parse(simcheck.FinitePrecision(3)) == simcheck.FinitePrecision(3)

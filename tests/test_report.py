@@ -14,11 +14,11 @@ from markupsafe import escape
 
 import simcheck
 from simcheck import SimcheckError, build_model, get_task, record
-from simcheck.check_config import CheckConfig
-from simcheck.checker import check
+from simcheck.api.check import check
+from simcheck.checking.config import CheckConfig
 from simcheck.cli import main
 from simcheck.probes import AttentionMass
-from simcheck.report import (
+from simcheck.report.check_report import (
     CERTIFICATE_FILE,
     CERTIFICATE_VERSION,
     FIGURES,
@@ -27,8 +27,8 @@ from simcheck.report import (
     check_name,
     saved_checks,
 )
-from simcheck.report_figures import draw_coverage, draw_discrepancy, figures
-from simcheck.report_html import COLUMNS
+from simcheck.report.figures import draw_coverage, draw_discrepancy, figures
+from simcheck.report.html import COLUMNS
 
 MODP = "modp:p=3"
 HOSTILE = "<svg onload=alert(1)>"
@@ -88,7 +88,7 @@ def test_the_page_explains_every_column_and_outcome(report):
     assert explained == ["T", *report.table().columns]
     for name, meaning in COLUMNS:
         assert f"<dt>{name}</dt><dd>{escape(meaning)}</dd>" in page
-    for outcome in simcheck.outcomes.OUTCOMES:
+    for outcome in simcheck.checking.outcomes.OUTCOMES:
         assert f"<dt>{outcome}</dt>" in page
 
 
@@ -249,12 +249,12 @@ def test_an_interrupted_save_leaves_no_check_and_keeps_the_old_one(
 ):
     """A save that dies half-way (here while drawing the figures) leaves no folder that
     looks like a check, and a check it was replacing untouched."""
-    import simcheck.plotting
+    import simcheck._util.plotting
 
     def interrupted(fig, dpi=110):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(simcheck.plotting, "png_bytes", interrupted)
+    monkeypatch.setattr(simcheck._util.plotting, "png_bytes", interrupted)
     with pytest.raises(KeyboardInterrupt):
         report.save(tmp_path / "check" / "new")
     assert list((tmp_path / "check").iterdir()) == []

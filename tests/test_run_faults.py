@@ -18,9 +18,9 @@ import pytest
 import torch
 
 import simcheck
-from simcheck import runs
 from simcheck.cli import main
 from simcheck.errors import RunDirError, TaskSpecError, TokenError
+from simcheck.storage import runs
 from simcheck.tasks import SimpleTask
 
 TASK = "modp:p=3"
@@ -28,7 +28,7 @@ TINY_CLI = ["--d-model", "16", "--d-mlp", "32", "--batch-size", "8", "--quiet"]
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from simcheck.runs import run_lock
+from simcheck.storage.runs import run_lock
 with run_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(600)

@@ -15,7 +15,7 @@ import torch
 
 import simcheck
 from simcheck import ModelSpec, SimcheckError, TrainConfig, build_model, get_task
-from simcheck.model_spec import ACT_FNS
+from simcheck.settings.model import ACT_FNS
 
 SPEC = {"d_vocab": 2, "d_vocab_out": 1}
 
@@ -123,8 +123,8 @@ def test_every_activation_builds(act_fn):
 def test_settings_modules_import_neither_torch_nor_transformer_lens():
     code = (
         "import sys\n"
-        "import simcheck.model_spec, simcheck.train_config, simcheck.check_config\n"
-        "import simcheck.model_adapter, simcheck.lengths, simcheck.tasks\n"
+        "import simcheck.settings.model, simcheck.settings.train, simcheck.checking.config\n"
+        "import simcheck.settings.adapter, simcheck.settings.lengths, simcheck.tasks\n"
         "import simcheck\n"
         "simcheck.ModelSpec, simcheck.TrainConfig, simcheck.ModelAdapter, simcheck.parse_lengths\n"
         "simcheck.tasks.get_task('modp:p=3')\n"

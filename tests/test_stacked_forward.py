@@ -6,9 +6,9 @@ import pytest
 import torch
 from float32 import backward_tolerance, forward_tolerance
 
-from simcheck.models import ModelSpec, last_outputs, model_from_spec
-from simcheck.stacked_forward import fast_path_problem, member_views, stacked_logits
-from simcheck.training import _shifted_positions
+from simcheck.model.build import ModelSpec, last_outputs, model_from_spec
+from simcheck.model.fused import fast_path_problem, member_views, stacked_logits
+from simcheck.training.trainer import _shifted_positions
 
 CONFIGS = {
     "learned": dict(pos="learned"),

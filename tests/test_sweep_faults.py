@@ -17,8 +17,8 @@ import pytest
 
 from simcheck.cli import main
 from simcheck.errors import SimcheckError, SweepSpecError
-from simcheck.sweep_spec import MAX_POINTS, Point, load_spec, parse_spec
-from simcheck.sweeps import POINTS_DIR, RUNS_DIR, _worker_init, default_sweep_dir, sweep
+from simcheck.sweeps.runner import POINTS_DIR, RUNS_DIR, _worker_init, default_sweep_dir, sweep
+from simcheck.sweeps.spec import MAX_POINTS, Point, load_spec, parse_spec
 
 SPEC = """
 [grid]

@@ -1,4 +1,4 @@
-"""simcheck.sweep_table: the per-length column names, read back and listed; simcheck.io: the
+"""simcheck.sweeps.table: the per-length column names, read back and listed; simcheck._util.io: the
 weight hash does not depend on where the weights live."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import simcheck
-from simcheck.io import weights_hash
-from simcheck.sweep_table import CHECK_KINDS, EVAL_KINDS, KINDS, column, lengths_of, parse_column
-from simcheck.sweeps import _column_rank
+from simcheck._util.io import weights_hash
+from simcheck.sweeps.runner import _column_rank
+from simcheck.sweeps.table import CHECK_KINDS, EVAL_KINDS, KINDS, column, lengths_of, parse_column
 
 
 def test_column_names_and_reads_back_every_kind():

@@ -15,9 +15,8 @@ import pytest
 
 from simcheck.cli import main
 from simcheck.errors import SimcheckError, SweepSpecError
-from simcheck.report import CheckReport
-from simcheck.sweep_spec import Point, load_spec, parse_spec
-from simcheck.sweeps import (
+from simcheck.report.check_report import CheckReport
+from simcheck.sweeps.runner import (
     POINTS_DIR,
     RESULTS_CSV,
     RESULTS_PARQUET,
@@ -28,6 +27,7 @@ from simcheck.sweeps import (
     sweep,
     write_results,
 )
+from simcheck.sweeps.spec import Point, load_spec, parse_spec
 
 TINY = {
     "name": "tiny",

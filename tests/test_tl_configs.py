@@ -14,8 +14,8 @@ import torch
 from float32 import assert_paths_close
 
 import simcheck
-from simcheck.attention import FinitePrecision, attention_weights, supports_chunked_attention
-from simcheck.outcomes import OUTCOMES
+from simcheck.checking.outcomes import OUTCOMES
+from simcheck.model.chunked import FinitePrecision, attention_weights, supports_chunked_attention
 from simcheck.probes import (
     AttentionLogits,
     AttentionRow,

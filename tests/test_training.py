@@ -18,11 +18,11 @@ import pytest
 import torch
 
 import simcheck
-from simcheck import training
 from simcheck.cli import main
 from simcheck.errors import TrainingInterrupted
 from simcheck.tasks import ModPTask, Task
-from simcheck.training import resume_training
+from simcheck.training import trainer as training
+from simcheck.training.trainer import resume_training
 
 TASK = "modp:p=3"
 # 40 steps, checkpoints at 10, 20, 30, a metrics line every 5 steps
@@ -574,7 +574,7 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     left private as the temporary file was created."""
     import os
 
-    from simcheck.io import write_text
+    from simcheck._util.io import write_text
 
     umask = os.umask(0o022)
     try:

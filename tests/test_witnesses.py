@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from simcheck.errors import SimcheckError
-from simcheck.witnesses import (
+from simcheck.checking.witnesses import (
     CONSTRUCTIONS,
     WITNESS_METHODS,
     Structure,
@@ -26,6 +25,7 @@ from simcheck.witnesses import (
     types_witnesses,
     user_witnesses,
 )
+from simcheck.errors import SimcheckError
 
 
 def modp_pattern(n: int = 30) -> np.ndarray:

@@ -25,12 +25,12 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 import simcheck
 from simcheck import ModelAdapter, SimcheckError, build_model, get_task
-from simcheck.adapter import resolve
-from simcheck.bounds import bounds
 from simcheck.cli import main
-from simcheck.report import CERTIFICATE_FILE
-from simcheck.runs import EVAL_JSON
-from simcheck.user_models import save_config
+from simcheck.model.loading import save_config
+from simcheck.report.check_report import CERTIFICATE_FILE
+from simcheck.storage.runs import EVAL_JSON
+from simcheck.storage.subjects import resolve
+from simcheck.theory.bounds import bounds
 
 BOS = 2  # after the tokens 0 and 1 of the binary tasks
 N = 8
@@ -473,7 +473,9 @@ def test_example_runs_quick(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "T=64: not-simulatable" in out
     assert "causes: ['positions_beyond_training']" in out
-    assert "simcheck.bounds refuses this model: the bounds need periodic or no positions" in out
+    assert (
+        "simcheck.theory.bounds refuses this model: the bounds need periodic or no positions" in out
+    )
     assert "(same)" in out
     assert f"simcheck check --weights {tmp_path / 'modp.safetensors'}" in out
     for name in ("modp.safetensors", "modp.config.json", "check-modp/certificate.json"):

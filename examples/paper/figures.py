@@ -20,7 +20,7 @@ from paper.stats import (
     seed_stats,
     show,
 )
-from simcheck.sweep_table import column
+from simcheck.sweeps.table import column
 
 BAND = "min-max over seeds"
 

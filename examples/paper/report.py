@@ -37,7 +37,7 @@ from paper.trends import (
     gap_against_error,
     rises_in_param,
 )
-from simcheck.sweep_table import column
+from simcheck.sweeps.table import column
 
 FINAL_LOSS = (
     "Training loss at the end (`final_loss`: mean over the last 50 steps, random lengths <= N)"

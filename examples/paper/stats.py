@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 import simcheck
-from simcheck.sweep_table import column, lengths_of
+from simcheck.sweeps.table import column, lengths_of
 
 
 @dataclass(frozen=True)

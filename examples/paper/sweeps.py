@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import simcheck
-from simcheck.sweep_spec import SweepSpec, load_spec
+from simcheck.sweeps.spec import SweepSpec, load_spec
 
 try:
     import tomllib

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simcheck.runs import EVAL_JSON, METRICS_FILE, read_json
-from simcheck.sweep_spec import SweepSpec
-from simcheck.sweeps import RESULTS_PARQUET, TIMING_COLUMNS, finished_row, load_sweep
+from simcheck.storage.runs import EVAL_JSON, METRICS_FILE, read_json
+from simcheck.sweeps.runner import RESULTS_PARQUET, TIMING_COLUMNS, finished_row, load_sweep
+from simcheck.sweeps.spec import SweepSpec
 
 
 def read_table(spec: SweepSpec, sweep_dir: Path) -> tuple[pd.DataFrame, int]:

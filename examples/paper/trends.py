@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from paper.stats import Family, fmt, plateau_lengths, seed_stats, show
-from simcheck.sweep_table import column
+from simcheck.sweeps.table import column
 
 FLAT_FACTOR = 2.0
 """A curve plateaus when its mean loss over the plateau lengths varies by at most this factor."""
