@@ -3,7 +3,8 @@ and does a range check find the length where the model fails?
 
 Each model below fails (or holds) for a reason known by construction. Every model is checked
 over a range of lengths (`simcheck.check` with ``up_to``), with the interventions of
-`simcheck.checking.interventions` at the first length where it fails, and measured on fresh inputs at
+`simcheck.checking.interventions` at the first length where it fails, and measured on fresh
+inputs at
 every doubling of the length.
 
 Pre-registration (written and committed before any model of these grids was trained; not to

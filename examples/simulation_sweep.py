@@ -554,7 +554,8 @@ def markdown(frame: pd.DataFrame, args: argparse.Namespace, info: dict[str, Any]
         f"Outcome of the check at each eps (delta={DELTA}) against measured generalization: "
         "the 95th percentile of |f(x) - g(x)| at T on the fresh inputs <= eps, the quantity "
         "that matches delta (both percentiles are the ceil(0.95 n)-th smallest value, "
-        "`simcheck.checking.statistics.simulation_error`). Certified: the fraction of long inputs whose "
+        "`simcheck.checking.statistics.simulation_error`). Certified: the fraction of long "
+        "inputs whose "
         "chain exceeds eps is below delta at the check's confidence. The second table sets "
         "certified against the old criterion eps* <= eps.",
         "",

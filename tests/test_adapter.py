@@ -1,4 +1,5 @@
-"""`simcheck.model.subject`: what a `ModelAdapter` fills in from the model, how a `Subject` feeds the
+"""`simcheck.model.subject`: what a `ModelAdapter` fills in from the model, how a `Subject`
+feeds the
 model (prefix, output ids) and the one-line refusals of adapters that do not fit."""
 
 from __future__ import annotations

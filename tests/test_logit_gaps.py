@@ -1,4 +1,5 @@
-"""`simcheck.probes.logit_gaps`: the one rule for the gap below the top logit (single linkage with an
+"""`simcheck.probes.logit_gaps`: the one rule for the gap below the top logit (single linkage
+with an
 absolute ``tie_tol``), and the three places that use it agreeing on it: `simcheck.theory.hardness`,
 the `LogitMargin` probe and `simcheck.theory.bounds.logit_gap`'s top gaps."""
 

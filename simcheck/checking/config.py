@@ -87,7 +87,8 @@ class CheckConfig:
         up_to: check a range of lengths instead: T = 2N, 4N, 8N, ... up to this, with the
             error level split over them so that the confidence holds for the whole range,
             stopping at the first length where the model fails (not-simulatable or
-            fails-short); `simcheck.checking.forecast.LengthRange` says the longest certified length,
+            fails-short); `simcheck.checking.forecast.LengthRange` says the longest certified
+            length,
             the first that is not, the first failure, and forecasts where the certificate
             ends. Not together with ``test_lengths``.
         interventions: at a length whose outcome is not-simulatable or undecided, run the

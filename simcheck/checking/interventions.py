@@ -707,7 +707,8 @@ def longer_inputs(
 ) -> Change:
     """The inputs run as if ``factor`` times longer with the same type proportions: in every
     head, log(factor) is added to the logits of the keys whose type (token, position mod
-    Delta) occurs more than once outside the local window (`simcheck.checking.forecast` says why that
+    Delta) occurs more than once outside the local window (`simcheck.checking.forecast` says why
+    that
     is exact for softmax attention at the last query); keys of a type met once, the window's
     keys (there are tau + 1 of them at any length), prefix tokens and the query's own key stay
     as they are."""

@@ -98,7 +98,8 @@ class LengthResult:
             sum); ``matched_terms`` holds them at the witness that best matches the *task*
             (least task gap): how the model treats a short input the task considers
             equivalent; the diagnosis reads those.
-        slack: per input, how far it is from breaking the certificate (`simcheck.checking.forecast`).
+        slack: per input, how far it is from breaking the certificate
+            (`simcheck.checking.forecast`).
         patching: the interchange interventions at each site (`simcheck.checking.interventions`),
             empty where none ran.
         repairs: the repair of each suspected cause and its effect.

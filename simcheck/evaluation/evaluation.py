@@ -1,6 +1,7 @@
 """Evaluation across test lengths: loss and error per length, the plateau, table, files, figure.
 
-`evaluate(run, lengths="8..2048*2")` (or a list; see `simcheck.settings.lengths`) samples fresh inputs
+`evaluate(run, lengths="8..2048*2")` (or a list; see `simcheck.settings.lengths`) samples fresh
+inputs
 from the run's task at each length (seeded per length, so adding a length never changes the
 others), compares the model's output at the last position with the task's oracle, and reports
 per length the mean loss with its spread over samples, the task's error metric, and the task's

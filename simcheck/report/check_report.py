@@ -293,7 +293,8 @@ class CheckReport:
 
     @property
     def slack_statistic(self) -> str:
-        """What the per-input slack measures for this check's task (`simcheck.checking.forecast`)."""
+        """What the per-input slack measures for this check's task
+        (`simcheck.checking.forecast`)."""
         return self.config.get("slack_statistic", "slack")
 
     def coverage_table(self) -> pd.DataFrame:

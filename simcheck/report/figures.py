@@ -27,7 +27,8 @@ from simcheck.checking.effects import SITE_KINDS
 
 
 class CheckReport(Protocol):
-    """What the figures read of a `simcheck.report.check_report.CheckReport` (named here by shape, so
+    """What the figures read of a `simcheck.report.check_report.CheckReport` (named here by
+    shape, so
     this module does not import the report that imports it)."""
 
     config: dict[str, Any]
@@ -220,7 +221,8 @@ def patching_columns(frame: pd.DataFrame) -> list[tuple[str, int | None]]:
 
 
 def patching_figure(frame: pd.DataFrame, column: str = "removed") -> InlineFigure:
-    """Heatmap of a `simcheck.report.check_report.CheckReport.patching` table: rows the layers, columns
+    """Heatmap of a `simcheck.report.check_report.CheckReport.patching` table: rows the layers,
+    columns
     the sites of a layer, colour the share of the error removed (blue: removed, red: made
     worse), each cell labelled with its share."""
     if frame.empty:
