@@ -1,11 +1,10 @@
-"""Figures: the training loss curve and loss against test length.
+"""Figures: `InlineFigure`, PNG bytes, atomic saving, and loss against test length.
 
 Uses matplotlib's object API, never pyplot, so saving a figure neither needs a display nor
 changes the backend of a notebook that imports simcheck, and a script's figures are freed with
 their last reference instead of piling up in pyplot's registry. Every figure simcheck makes is
-an `InlineFigure`, which a notebook shows inline as a PNG. The run-directory names are imported
-where they are used, so a check report's figures (`simcheck.report.figures`) load without
-TransformerLens.
+an `InlineFigure`, which a notebook shows inline as a PNG. The training loss curve is drawn
+by `simcheck.training.trainer`, which knows the run directory.
 """
 
 from __future__ import annotations
@@ -42,26 +41,6 @@ def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
 def save_figure(fig: Figure, path: Path) -> None:
     """Save ``fig`` as a PNG atomically."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
-
-
-def plot_loss_curve(run_dir: Path) -> Path | None:
-    """Plot ``metrics.jsonl`` of a run into ``loss.png``; returns the path (None if no log)."""
-    from simcheck.storage.runs import LOSS_CURVE_FILE, read_metrics
-
-    rows = read_metrics(run_dir)
-    if not rows:
-        return None
-    fig = InlineFigure(figsize=(6, 3.5))
-    ax = fig.add_subplot()
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title(run_dir.name, fontsize=9)
-    ax.grid(alpha=0.3)
-    path = run_dir / LOSS_CURVE_FILE
-    save_figure(fig, path)
-    return path
 
 
 def length_curves_figure(

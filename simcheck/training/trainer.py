@@ -43,7 +43,7 @@ from simcheck._util.io import (
     write_text,
 )
 from simcheck._util.paths import check_output_dir
-from simcheck._util.plotting import plot_loss_curve
+from simcheck._util.plotting import InlineFigure, save_figure
 from simcheck._util.progress import progress_bar
 from simcheck.errors import RunDirError, SimcheckError, TrainingDiverged, TrainingInterrupted
 from simcheck.model.build import ModelSpec, check_input_length, model_from_spec
@@ -51,6 +51,7 @@ from simcheck.model.fused import fast_path_problem, member_views, stacked_logits
 from simcheck.settings.train import TrainConfig
 from simcheck.storage.runs import (
     FORMAT_VERSION,
+    LOSS_CURVE_FILE,
     METRICS_FILE,
     RUN_FILES,
     SPEC_FILE,
@@ -135,6 +136,24 @@ def _summary_writer_class() -> type:
             "train without --tensorboard"
         ) from None
     return SummaryWriter
+
+
+def plot_loss_curve(run_dir: Path) -> Path | None:
+    """Plot ``metrics.jsonl`` of a run into ``loss.png``; returns the path (None if no log)."""
+    rows = read_metrics(run_dir)
+    if not rows:
+        return None
+    fig = InlineFigure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(run_dir.name, fontsize=9)
+    ax.grid(alpha=0.3)
+    path = run_dir / LOSS_CURVE_FILE
+    save_figure(fig, path)
+    return path
 
 
 class Trainer:
