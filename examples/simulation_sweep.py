@@ -61,9 +61,9 @@ from simcheck.api.check import check
 from simcheck.checking.outcomes import (
     FAILS_SHORT,
     NOT_SIMULATABLE,
-    OUTCOMES,
     UNDECIDED,
     UNEXPLAINED_PASS,
+    Outcome,
 )
 from simcheck.checking.statistics import simulation_error
 from simcheck.errors import SimcheckError
@@ -281,7 +281,8 @@ def outcome_confusion(frame: pd.DataFrame, eps: float) -> pd.DataFrame:
     (columns), with row totals."""
     columns = [f"q95 <= {eps}", f"q95 > {eps}"]
     table = pd.crosstab(frame[f"outcome@{eps}"], measured_label(frame, eps))
-    table = table.reindex(index=list(OUTCOMES), columns=columns).fillna(0).astype(int)
+    table = table.reindex(index=[o.value for o in Outcome], columns=columns)
+    table = table.fillna(0).astype(int)
     table["models"] = table.sum(axis=1)
     table.index.name, table.columns.name = f"outcome at eps={eps}", None
     return table

@@ -4,6 +4,7 @@ looks with the error level split over them, and the rule that picks one of five 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from fractions import Fraction
 
@@ -18,14 +19,12 @@ from simcheck.checking.confidence import (
     look_schedule,
 )
 from simcheck.checking.outcomes import (
-    ADVICE,
     CERTIFIED,
     FAILS_SHORT,
-    MEANING,
     NOT_SIMULATABLE,
-    OUTCOMES,
     UNDECIDED,
     UNEXPLAINED_PASS,
+    Outcome,
     decide,
 )
 from simcheck.errors import SimcheckError
@@ -267,8 +266,8 @@ def test_interval_sides_and_summary():
 
 
 def test_outcome_names_in_their_documented_order():
-    assert OUTCOMES == (CERTIFIED, FAILS_SHORT, NOT_SIMULATABLE, UNEXPLAINED_PASS, UNDECIDED)
-    assert OUTCOMES == (
+    assert tuple(Outcome) == (CERTIFIED, FAILS_SHORT, NOT_SIMULATABLE, UNEXPLAINED_PASS, UNDECIDED)
+    assert tuple(Outcome) == (
         "certified",
         "fails-short",
         "not-simulatable",
@@ -306,12 +305,21 @@ def test_decide_reaches_every_outcome():
         for s in (BELOW, STRADDLE, ABOVE)
         for lo in (BELOW, STRADDLE, ABOVE)
     }
-    assert reached == set(OUTCOMES)
+    assert reached == set(Outcome)
+    assert all(isinstance(outcome, Outcome) for outcome in reached)
 
 
-def test_every_outcome_has_a_meaning_and_advice():
-    assert set(MEANING) == set(OUTCOMES)
-    assert set(ADVICE) == set(OUTCOMES)
-    for outcome in OUTCOMES:
-        assert MEANING[outcome].strip() and "\n" not in MEANING[outcome]
-        assert ADVICE[outcome].strip() and "\n" not in ADVICE[outcome]
+def test_every_outcome_has_a_meaning_advice_and_a_rank():
+    for outcome in Outcome:
+        assert outcome.meaning.strip() and "\n" not in outcome.meaning
+        assert outcome.advice.strip() and "\n" not in outcome.advice
+    ranks = sorted(Outcome, key=lambda o: o.rank)
+    assert ranks == [FAILS_SHORT, NOT_SIMULATABLE, UNDECIDED, UNEXPLAINED_PASS, CERTIFIED]
+    assert len({o.rank for o in Outcome}) == len(Outcome)
+
+
+def test_an_outcome_is_its_name_wherever_it_is_printed_or_stored():
+    assert Outcome("not-simulatable") is NOT_SIMULATABLE
+    assert f"{NOT_SIMULATABLE}" == str(NOT_SIMULATABLE) == "not-simulatable"
+    assert json.dumps({"T": NOT_SIMULATABLE}) == '{"T": "not-simulatable"}'
+    assert {"not-simulatable": 1}[NOT_SIMULATABLE] == 1

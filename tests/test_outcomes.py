@@ -19,7 +19,7 @@ from test_check import HARD, MODP, hand_set_model
 import simcheck
 from simcheck.api.check import check
 from simcheck.checking.chain import ChainTerms
-from simcheck.checking.outcomes import OUTCOMES
+from simcheck.checking.outcomes import Outcome
 from simcheck.tasks import NO_CLASS, get_task
 
 MAJORITY = "majority:V=2"
@@ -184,7 +184,7 @@ def test_sequential_looks_draw_more_inputs_until_decided():
 
 def test_the_outcomes_are_the_five_documented_ones():
     names = {"certified", "fails-short", "not-simulatable", "unexplained-pass", "undecided"}
-    assert set(OUTCOMES) == names
+    assert set(Outcome) == names
 
 
 # ------------------------------------------------------------------ class gaps

@@ -12,7 +12,8 @@ import torch
 from float32 import forward_tolerance
 
 import simcheck
-from simcheck.api.roles import SEVERITY, check_positions, default_roles
+from simcheck.api.roles import check_positions, default_roles
+from simcheck.checking.outcomes import Outcome
 from simcheck.cli import main
 from simcheck.evaluation.evaluation import parse_bins
 from simcheck.model.fused import member_views, stacked_logits
@@ -126,10 +127,10 @@ def test_position_check_checks_each_role_at_its_prefix(copy_run):
         assert role.prefix_lengths[40] == problem.role_position(40) + 1
         assert role.report.config["train_len"] == role.train_len
         assert role.report.config["test_lengths"] == [role.prefix_lengths[40]]
-        assert role.outcome(40) in SEVERITY
+        assert role.outcome(40) in set(Outcome)
     worst_role, worst = result.worst(40)
     outcomes = result.outcomes(40)
-    assert all(SEVERITY.index(worst) <= SEVERITY.index(o) for o in outcomes.values())
+    assert all(Outcome(worst).rank <= Outcome(o).rank for o in outcomes.values())
     assert outcomes[worst_role] == worst
     assert result.outcome(40) == ("certified" if result.certified else worst)
     assert result.to_dict()["roles"][0]["prefix_lengths"] == result.roles[0].prefix_lengths

@@ -15,7 +15,8 @@ model never saw a separator after more than 25 input tokens). Witnesses are pref
 that role of length <= N_r.
 
 Over positions: the outcome is ``certified`` when every role is, and otherwise the outcome
-of the worst role, in the order `SEVERITY` (the first of these a role has).
+of the worst role (`simcheck.checking.outcomes.Outcome.rank`: fails-short, not-simulatable,
+undecided, unexplained-pass, certified).
 """
 
 from __future__ import annotations
@@ -26,20 +27,13 @@ from typing import Any
 
 from simcheck.api.check import check
 from simcheck.checking.config import CheckConfig
-from simcheck.checking.outcomes import (
-    CERTIFIED,
-    FAILS_SHORT,
-    NOT_SIMULATABLE,
-    UNDECIDED,
-    UNEXPLAINED_PASS,
-)
+from simcheck.checking.outcomes import CERTIFIED, Outcome
 from simcheck.errors import SimcheckError
 from simcheck.report.check_report import CheckReport
 from simcheck.settings.adapter import ModelAdapter
 from simcheck.storage.subjects import resolve
 from simcheck.tasks import ROLES, SequenceTask, TargetRole
 
-SEVERITY: tuple[str, ...] = (FAILS_SHORT, NOT_SIMULATABLE, UNDECIDED, UNEXPLAINED_PASS, CERTIFIED)
 """Outcomes from worst to best, for the outcome over positions."""
 
 
@@ -73,7 +67,7 @@ class PositionCheck:
     def worst(self, length: int) -> tuple[str, str]:
         """The worst role at ``length`` and its outcome."""
         outcomes = self.outcomes(length)
-        role = min(outcomes, key=lambda name: SEVERITY.index(outcomes[name]))
+        role = min(outcomes, key=lambda name: Outcome(outcomes[name]).rank)
         return role, outcomes[role]
 
     def outcome(self, length: int) -> str:

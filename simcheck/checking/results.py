@@ -14,7 +14,7 @@ from simcheck.checking.confidence import Interval
 from simcheck.checking.diagnosis import TERMS, Cause, Diagnosis, ProbeStat
 from simcheck.checking.effects import PatchRow, Repair
 from simcheck.checking.forecast import slack_quantile
-from simcheck.checking.outcomes import CERTIFIED
+from simcheck.checking.outcomes import CERTIFIED, Outcome
 from simcheck.checking.statistics import Coverage, needed_count
 from simcheck.checking.witnesses import Witness
 
@@ -83,7 +83,7 @@ class LengthResult:
     """Everything measured at one test length T; per-input arrays have one entry per input.
 
     Attributes:
-        outcome: one of `simcheck.checking.outcomes.OUTCOMES`.
+        outcome: a `simcheck.checking.outcomes.Outcome`.
         chain_interval: the fraction of inputs not covered (chain > eps), with its exact
             binomial interval.
         long_interval: the fraction of inputs whose measured long error exceeds eps.
@@ -270,7 +270,7 @@ class LengthResult:
         }
         return cls(
             length=data["T"],
-            outcome=data["outcome"],
+            outcome=Outcome(data["outcome"]),
             looks=data["looks"],
             chain_bound=chain_bound,
             eps_star=eps_star,
@@ -340,7 +340,7 @@ def _diagnosis(data: dict[str, Any] | None) -> Diagnosis | None:
     if data is None:
         return None
     return Diagnosis(
-        outcome=data["outcome"],
+        outcome=Outcome(data["outcome"]),
         dominant_term=data["dominant_term"],
         term_means={term: _number(data["term_means"][term]) for term in TERMS},
         first_divergence=data["first_divergence"],

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from simcheck._util.io import write_text
 from simcheck.checking.forecast import Forecast, LengthRange
-from simcheck.checking.outcomes import ADVICE, FAILS_SHORT, MEANING, NOT_SIMULATABLE
+from simcheck.checking.outcomes import FAILS_SHORT, NOT_SIMULATABLE, Outcome
 from simcheck.checking.results import LengthResult
 from simcheck.errors import SimcheckError
 
@@ -332,10 +332,10 @@ class CheckReport:
         with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160):
             lines = [self.verdict, "", self.table().to_string(na_rep="-"), ""]
         for r in self.results:
-            lines.append(f"T={r.length}: {r.outcome}: {MEANING[r.outcome]}")
+            lines.append(f"T={r.length}: {r.outcome}: {Outcome(r.outcome).meaning}")
             lines += [f"  {line}" for line in self.details(r)]
             if not r.certified:
-                lines.append(f"  what to do: {ADVICE[r.outcome]}")
+                lines.append(f"  what to do: {Outcome(r.outcome).advice}")
         if self.config.get("up_to") is not None or len(self.results) > 1:
             lines += ["", *self.length_range().lines()]
         return "\n".join(lines).rstrip() + "\n"

@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import DictLoader, Environment
 
 from simcheck.checking.effects import CONFIRM_SHARE
-from simcheck.checking.outcomes import ADVICE, MEANING, OUTCOMES
+from simcheck.checking.outcomes import Outcome
 
 COLUMNS = (
     ("T", "the test length: every long input x has T tokens"),
@@ -271,8 +271,8 @@ def _sections(report: Any, images: dict[str, bytes]) -> list[dict[str, Any]]:
             {
                 "length": r.length,
                 "outcome": r.outcome,
-                "meaning": MEANING[r.outcome],
-                "advice": None if r.certified else ADVICE[r.outcome],
+                "meaning": Outcome(r.outcome).meaning,
+                "advice": None if r.certified else Outcome(r.outcome).advice,
                 "lines": report.details(r),
                 "cases": cases,
                 "attention": _base64(attention) if attention else None,
@@ -330,7 +330,7 @@ def render_page(report: Any, images: dict[str, bytes]) -> str:
             **_table_context(report),
             task=c["task"]["spec"],
             settings=settings,
-            outcomes=[(o, MEANING[o]) for o in OUTCOMES],
+            outcomes=[(o.value, o.meaning) for o in Outcome],
             sections=_sections(report, images),
             period=c["structure"]["period"],
             tail=c["structure"]["window"] + 1,
