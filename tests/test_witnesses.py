@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 
 from simcheck.checking.witnesses import (
-    CONSTRUCTIONS,
-    WITNESS_METHODS,
     Structure,
     Witness,
+    WitnessContext,
     admissible_lengths,
     blocks_witnesses,
-    construct,
     largest_remainder,
     local_search,
     local_search_many,
@@ -24,6 +22,8 @@ from simcheck.checking.witnesses import (
     types_witness,
     types_witnesses,
     user_witnesses,
+    witness_method,
+    witness_methods,
 )
 from simcheck.errors import SimcheckError
 
@@ -62,7 +62,7 @@ def test_witness_to_dict_is_json_ready_and_rounded():
     }
     json.dumps(d)
     assert w.length == 3 and w.tokens.dtype == np.int64
-    assert WITNESS_METHODS == ("types", "blocks", "task", "search")
+    assert witness_methods()[:4] == ("types", "blocks", "task", "search")
 
 
 # ------------------------------------------------------------------ counts, errors, lengths
@@ -292,17 +292,21 @@ def test_user_witnesses_get_the_rng_and_old_signatures_are_refused():
         user_witnesses(lambda x, m, s: x[-2:], x, 3, s)
 
 
-def test_every_construction_has_the_common_signature():
+def test_every_generic_construction_keeps_the_window_and_the_residue():
     s = Structure(period=2, window=1, vocab_size=3)
     x = np.random.default_rng(0).integers(0, 3, size=40)
-    for name in CONSTRUCTIONS:
-        witnesses = construct(name, x, 12, s, np.random.default_rng(1))
+    for name in ("types", "blocks"):
+        method = witness_method(name)
+        options = {option: 4 for option in method.options}
+        context = WitnessContext(x, 12, s, np.random.default_rng(1), options=options)
+        witnesses = method.witnesses(context)
         assert witnesses and all(w.method == name for w in witnesses)
         for w in witnesses:
             assert w.length <= 12 and (len(x) - w.length) % 2 == 0
             np.testing.assert_array_equal(w.tokens[-2:], x[-2:])
-    with pytest.raises(SimcheckError, match="unknown witness construction 'typo'"):
-        construct("typo", x, 12, s, np.random.default_rng(1))
+    assert witness_method("search").refines and not witness_method("types").refines
+    with pytest.raises(SimcheckError, match="unknown witness method 'typo'"):
+        witness_method("typo")
 
 
 @pytest.mark.parametrize(

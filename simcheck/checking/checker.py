@@ -72,12 +72,12 @@ from simcheck.checking.statistics import (
     spread,
 )
 from simcheck.checking.witnesses import (
-    CONSTRUCTIONS,
     Structure,
     Witness,
-    construct,
+    WitnessContext,
     local_search_many,
-    witness_name,
+    user_witnesses,
+    witness_method,
 )
 from simcheck.errors import SimcheckError
 from simcheck.model.recording import record
@@ -252,6 +252,9 @@ class _Checker:
         self.recorded = [p for p in probes if p.comparable]
         self.compared = [p for p in self.recorded if not p.diagnostic]
         self.structure = witness_structure(subject)
+        self.refines = any(
+            isinstance(m, str) and witness_method(m).refines for m in config.witnesses
+        )
         self.gaps = ChainTerms.for_task(self.task, config.class_metric)
         self.spreads: dict[str, torch.Tensor] = {}
 
@@ -319,17 +322,17 @@ class _Checker:
         witnesses: re-checking an input (as the worst-case climb does) gives the same error."""
         digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.int64).tobytes()).digest()
         rng = np.random.default_rng([self.config.seed, int.from_bytes(digest[:8], "little")])
-        options = {"blocks": {"candidates": self.config.blocks_candidates}}
         out: list[Witness] = []
         for method in self.config.witnesses:
-            if method == "task":
-                shorts = self.task.short_instances(x, self.train_len, rng)
-                out += [Witness(z, "task", {"index": i}) for i, z in enumerate(shorts)]
-            elif callable(method) or method in CONSTRUCTIONS:
-                name = method if isinstance(method, str) else witness_name(method)
-                out += construct(
-                    method, x, self.train_len, self.structure, rng, **options.get(name, {})
-                )
+            if callable(method):
+                out += user_witnesses(method, x, self.train_len, self.structure, rng)
+                continue
+            registered = witness_method(method)
+            if registered.refines:  # run after the constructions, on the check's objective
+                continue
+            options = {name: getattr(self.config, name) for name in registered.options}
+            context = WitnessContext(x, self.train_len, self.structure, rng, self.task, options)
+            out += registered.witnesses(context)
         return out
 
     def _terms(
@@ -361,7 +364,7 @@ class _Checker:
         picked = torch.as_tensor(starts[:-1] + best)
         f_z, g_z = short.f[picked], short.g[picked]
         states_z = {name: value[picked] for name, value in short.states.items()}
-        if search and "search" in self.config.witnesses:
+        if search and self.refines:
             rows, starts = self._search_starts(tokens, witnesses, terms)
             if rows:
                 sub = _subset(long, rows)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from simcheck.checking.witnesses import WITNESS_METHODS
+from simcheck.checking.witnesses import witness_method, witness_methods
 from simcheck.errors import SimcheckError
 from simcheck.settings.attention import parse_attention
 
@@ -41,18 +41,23 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_witnesses(witnesses: tuple[Any, ...]) -> None:
-    """Names among `WITNESS_METHODS` or functions; 'search' needs a construction."""
+    """Names of the witness registry (`simcheck.checking.witnesses.registry`) or functions; a
+    refinement (``search``) needs a construction other than the task's own instances, which
+    most tasks do not have."""
     if not witnesses:
-        raise SimcheckError(f"give at least one witness method: {', '.join(WITNESS_METHODS)}")
+        raise SimcheckError(f"give at least one witness method: {', '.join(witness_methods())}")
     for method in witnesses:
-        if isinstance(method, str) and method not in WITNESS_METHODS:
-            raise SimcheckError(
-                f"unknown witness method '{method}'; use {', '.join(WITNESS_METHODS)} or a function"
-            )
-        if not isinstance(method, str) and not callable(method):
+        if isinstance(method, str):
+            witness_method(method)  # a one-line error naming the registered methods
+        elif not callable(method):
             raise SimcheckError(f"witness method {method!r} is neither a name nor a function")
-    if [m for m in witnesses if m != "task"] == ["search"]:
-        raise SimcheckError("'search' starts from a construction: add 'types' or 'blocks'")
+    named = [witness_method(m) for m in witnesses if isinstance(m, str)]
+    builds = any(callable(m) for m in witnesses) or any(
+        not m.refines and m.name != "task" for m in named
+    )
+    refinement = next((m.name for m in named if m.refines), None)
+    if refinement and not builds:
+        raise SimcheckError(f"'{refinement}' starts from a construction: add 'types' or 'blocks'")
 
 
 @dataclass(frozen=True)
