@@ -29,20 +29,15 @@ from typing import Any, NoReturn
 
 from simcheck import __version__
 from simcheck._util.paths import check_output_dir, check_output_file
-from simcheck.checking.config import CLASS_METRICS, CheckConfig
+from simcheck.checking.config import LENGTHS_HELP, CheckConfig
 from simcheck.errors import SimcheckError, SweepInterrupted, TrainingInterrupted
-from simcheck.settings.adapter import POSITION_KINDS, ModelAdapter
-from simcheck.settings.fields import field_kinds
+from simcheck.settings.adapter import ModelAdapter
+from simcheck.settings.fields import field_flag, field_kinds
 from simcheck.settings.lengths import parse_lengths
 from simcheck.settings.model import (
-    ACT_FNS,
-    INIT_MODES,
-    LOCAL_SCALES,
-    NORMALIZATIONS,
-    POSITIONAL_ENCODINGS,
     ModelSpec,
 )
-from simcheck.settings.train import TRAIN_FORWARDS, TrainConfig
+from simcheck.settings.train import TrainConfig
 
 DEFAULT_EVAL_LENGTHS = "8..1024*2"
 """``simcheck eval``'s test lengths: 8, 16, ..., 1024."""
@@ -154,109 +149,43 @@ def _id_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
-LENGTHS_HELP = "a list 8,16,32, a doubling 8..1024*2 or a step 10..100+10"
-"""How the help describes a list of lengths (see `simcheck.settings.lengths`)."""
-
-MODEL_FLAGS = {
-    "pos": _Flag("--pos", "positional encoding", "the task's", POSITIONAL_ENCODINGS),
-    "n_layers": _Flag("--layers", "layers", "the task's"),
-    "n_heads": _Flag("--heads", "attention heads per layer"),
-    "d_model": _Flag("--d-model", "residual width"),
-    "d_head": _Flag("--d-head", "head width", "d_model / heads"),
-    "d_mlp": _Flag("--d-mlp", "MLP width, 0 = attention only"),
-    "n_ctx": _Flag("--n-ctx", "positions of a learned table: the longest input"),
-    "period": _Flag("--period", "Delta of --pos periodic", "the task's"),
-    "locality": _Flag("--locality", "tau of the periodic local attention bias", "the task's"),
-    "local_scale": _Flag(
-        "--local-scale", "scale the local bias by log(i+1), or not", choices=LOCAL_SCALES
-    ),
-    "normalization": _Flag(
-        "--norm", "pre-normalisation: LayerNorm, RMSNorm or none", choices=NORMALIZATIONS
-    ),
-    "act_fn": _Flag("--act-fn", "MLP activation", choices=ACT_FNS),
-    "init": _Flag("--init", "weight initialisation", choices=INIT_MODES),
-    "seed": _Flag("--seed", "initialisation seed"),
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "lengths": _lengths_arg,
+    "names": _comma_list,
+    "ids": _id_list,
 }
+"""The command-line parsers of `simcheck.settings.fields.PARSERS`."""
+
+
+def flags_of(cls: type) -> dict[str, _Flag]:
+    """The flag of every field of the settings class ``cls`` that has one, from the field's
+    own declaration (`simcheck.settings.fields.setting`): nothing is restated here."""
+    flags = {}
+    for field in dataclasses.fields(cls):
+        meta = field.metadata
+        if not meta.get("cli", True):
+            continue
+        parse = meta.get("parse")
+        flags[field.name] = _Flag(
+            field_flag(field),
+            meta["help"],
+            meta.get("shown"),
+            meta.get("choices"),
+            PARSERS[parse] if parse else None,
+            meta.get("metavar"),
+        )
+    return flags
+
+
+MODEL_FLAGS = flags_of(ModelSpec)
 """The flag of every `ModelSpec` field but those of `FROM_TASK`."""
-FROM_TASK = ("d_vocab", "d_vocab_out")
+FROM_TASK = tuple(f.name for f in dataclasses.fields(ModelSpec) if not f.metadata.get("cli", True))
 """`ModelSpec` fields the task sets: they have no flag."""
-
-TRAIN_FLAGS = {
-    "train_len": _Flag("--train-len", "longest training length N"),
-    "min_len": _Flag("--min-len", "shortest training length", "the task's shortest"),
-    "steps": _Flag("--steps", "optimizer steps"),
-    "batch_size": _Flag("--batch-size", "sequences per step"),
-    "lr": _Flag("--lr", "peak learning rate"),
-    "weight_decay": _Flag("--weight-decay", "AdamW weight decay"),
-    "warmup": _Flag("--warmup", "warmup, as a fraction of the steps"),
-    "min_lr_ratio": _Flag("--min-lr-ratio", "end of the cosine decay, as a fraction of --lr"),
-    "grad_clip": _Flag("--grad-clip", "largest gradient norm, 0 = no clipping"),
-    "data_seed": _Flag("--data-seed", "seed of the data stream"),
-    "pos_offsets": _Flag("--pos-offsets", "random position offsets for learned positions"),
-    "log_every": _Flag("--log-every", "steps between metric lines"),
-    "checkpoint_every": _Flag("--checkpoint-every", "steps between checkpoints"),
-    "forward": _Flag(
-        "--forward", "training forward pass: fused (fast) or hooked", choices=TRAIN_FORWARDS
-    ),
-}
+TRAIN_FLAGS = flags_of(TrainConfig)
 """The flag of every `TrainConfig` field."""
-
-CHECK_FLAGS = {
-    "test_lengths": _Flag(
-        "--test-len", f"test lengths T: {LENGTHS_HELP}", "8 x N", type=_lengths_arg
-    ),
-    "eps": _Flag("--eps", "error to certify"),
-    "delta": _Flag("--delta", "fraction of long inputs allowed above eps"),
-    "confidence": _Flag("--confidence", "confidence level of each verdict"),
-    "samples": _Flag("--samples", "long inputs per length at the first look"),
-    "max_samples": _Flag("--max-samples", "most long inputs per length while undecided"),
-    "witnesses": _Flag("--witnesses", "witness methods, comma-separated", type=_comma_list),
-    "seed": _Flag("--seed", "seed of inputs and witnesses"),
-    "worst_case": _Flag("--worst-case", "rounds of hill climbing towards inputs with large errors"),
-    "attention": _Flag("--attention", "softmax, or hardmax[:bits] for finite precision"),
-    "reference_samples": _Flag("--reference-samples", "inputs of lengths <= N"),
-    "blocks_candidates": _Flag("--blocks-candidates", "block-subsampling witnesses per input"),
-    "search_rounds": _Flag("--search-rounds", "rounds of the witness search"),
-    "search_proposals": _Flag("--search-proposals", "edits the witness search tries per round"),
-    "diverge_at": _Flag("--diverge-at", "median discrepancy (x spread) at which a state diverges"),
-    "class_metric": _Flag(
-        "--class-metric", "class tasks: compare decisions or total variation", choices=CLASS_METRICS
-    ),
-    "up_to": _Flag(
-        "--up-to",
-        "check the range 2N, 4N, ... up to this length (one confidence for all), stop at "
-        "the first not certified, and forecast where the certificate ends",
-    ),
-    "interventions": _Flag(
-        "--no-interventions",
-        "skip the interventions (patching from the witness, a repair per cause) that confirm "
-        "the causes of a failing length",
-    ),
-    "intervention_samples": _Flag(
-        "--intervention-samples", "uncovered long inputs the interventions run on, at most"
-    ),
-}
+CHECK_FLAGS = flags_of(CheckConfig)
 """The flag of every `CheckConfig` field."""
-
-ADAPTER_FLAGS = {
-    "outputs": _Flag(
-        "--outputs", "output ids that answer the task, in the task's order", "all",
-        type=_id_list, metavar="IDS",
-    ),
-    "prefix": _Flag(
-        "--prefix", "tokens put before every input, e.g. a BOS id", type=_id_list, metavar="IDS"
-    ),
-    "period": _Flag("--period", "Delta of the model's positions", "1, or the run's"),
-    "window": _Flag("--window", "tau, the model's local window", "0, or the run's"),
-    "positions": _Flag(
-        "--positions", "the model's position encoding", "read from the model", POSITION_KINDS
-    ),
-    "trained_positions": _Flag(
-        "--trained-positions",
-        "leading positions training showed the model",
-        "N + prefix length",
-    ),
-}  # fmt: skip
+ADAPTER_FLAGS = flags_of(ModelAdapter)
 """The flag of every `ModelAdapter` field."""
 
 

@@ -18,22 +18,19 @@ import numpy as np
 from simcheck.checking.witnesses import witness_method, witness_methods
 from simcheck.errors import SimcheckError
 from simcheck.settings.attention import parse_attention
+from simcheck.settings.fields import check_field_types, check_field_values, setting
 
 ClassMetric = Literal["decision", "tv"]
 CLASS_METRICS: tuple[str, ...] = ("decision", "tv")
 DEFAULT_LENGTH_FACTOR = 8
 """Without test lengths the check runs at T = 8 N."""
-_INTEGERS = (
-    "samples",
-    "max_samples",
-    "seed",
-    "worst_case",
-    "reference_samples",
-    "blocks_candidates",
-    "search_rounds",
-    "search_proposals",
-    "intervention_samples",
-)
+
+
+def _as_sequence(value: Any, what: str) -> list[Any]:
+    """A list or tuple setting as a list; anything else (a bare string, a number) refused."""
+    if not isinstance(value, list | tuple):
+        raise SimcheckError(f"{what} must be a list, got {value!r}")
+    return list(value)
 
 
 def _is_int(value: Any) -> bool:
@@ -60,121 +57,103 @@ def _check_witnesses(witnesses: tuple[Any, ...]) -> None:
         raise SimcheckError(f"'{refinement}' starts from a construction: add 'types' or 'blocks'")
 
 
+LENGTHS_HELP = "a list 8,16,32, a doubling 8..1024*2 or a step 10..100+10"
+"""How a help text describes a list of lengths (see `simcheck.settings.lengths`)."""
+
+
 @dataclass(frozen=True)
 class CheckConfig:
-    """How to check a model.
+    """How to check a model. Every field is declared once, with what it sets, its range and
+    its command-line flag (`simcheck.settings.fields.setting`); `simcheck.check`, the
+    ``simcheck check`` command and a sweep's ``[check]`` table all read them.
 
-    Attributes:
-        test_lengths: the lengths T to check (empty: 8 x N).
-        eps: the error to certify; in (0, the metric's largest value).
-        delta: the fraction of long inputs allowed to exceed eps.
-        confidence: the level at which each verdict's interval holds.
-        samples: long inputs drawn at the first look.
-        max_samples: the most long inputs drawn per length while the verdict is undecided
-            (the sample doubles at each look).
-        witnesses: construction names (``"types"``, ``"blocks"``), ``"task"`` (the short
-            instances the task builds from x, `simcheck.tasks.Task.short_instances`: for
-            copy, sort and reverse a sub-instance on a subset of the input, for formal
-            languages x pumped down; none for tasks without them), ``"search"`` and/or
-            functions ``fn(x, N, structure, rng) -> list of token arrays``.
-        seed: seed of the long inputs, reference inputs and randomised witnesses.
-        worst_case: rounds of hill climbing towards inputs with large errors (0: sampled
-            inputs only; the confidence then speaks of the climbed inputs).
-        attention: ``"softmax"`` or ``"hardmax[:bits]"`` (finite precision).
-        reference_samples: inputs of lengths <= N: the short error, probe spreads and
-            coverage.
-        blocks_candidates: block-subsampling witnesses per input.
-        search_rounds, search_proposals: the model-guided local search's budget.
-        diverge_at: a probe diverges when its median normalised discrepancy exceeds this.
-        class_metric: for class tasks, ``"decision"`` (the gaps compare decisions: task
-            gap [f(z) != f(x)], model gap [argmax g(z) != argmax g(x)], short error
-            [argmax g(z) != f(z)]) or ``"tv"`` (total variation of class probabilities).
-        up_to: check a range of lengths instead: T = 2N, 4N, 8N, ... up to this, with the
-            error level split over them so that the confidence holds for the whole range,
-            stopping at the first length where the model fails (not-simulatable or
-            fails-short); `simcheck.checking.forecast.LengthRange` says the longest certified
-            length,
-            the first that is not, the first failure, and forecasts where the certificate
-            ends. Not together with ``test_lengths``.
-        interventions: at a length whose outcome is not-simulatable or undecided, run the
-            interchange interventions and the repairs of `simcheck.checking.interventions` on the
-            uncovered inputs, and confirm or reject each cause by them.
-        intervention_samples: uncovered long inputs the interventions run on, at most.
+    Notes on the fields (their ``help`` says the rest):
+
+    - ``witnesses``: names of the witness registry (`simcheck.checking.witnesses.registry`:
+      ``types``, ``blocks``, ``task``, ``search`` and any registered) and/or functions
+      ``fn(x, N, structure, rng) -> list of token arrays``; ``search`` refines the others.
+    - ``worst_case``: with R > 0 rounds the confidence speaks of the climbed inputs.
+    - ``class_metric``: ``"decision"`` compares decisions (task gap [f(z) != f(x)], model
+      gap [argmax g(z) != argmax g(x)], short error [argmax g(z) != f(z)]); ``"tv"`` the
+      class probabilities in total variation.
+    - ``up_to``: the range 2N, 4N, 8N, ... up to it, with the error level split over the
+      lengths so that the confidence holds for the whole range, stopping at the first length
+      where the model fails; `simcheck.checking.forecast.LengthRange` reads it. Not together
+      with ``test_lengths``.
+    - ``interventions``: at a length whose outcome is not-simulatable or undecided, the
+      interventions of `simcheck.checking.interventions` confirm or reject each cause.
     """
 
-    test_lengths: tuple[int, ...] = ()
-    eps: float = 0.1
-    delta: float = 0.05
-    confidence: float = 0.95
-    samples: int = 100
-    max_samples: int = 800
-    witnesses: tuple[Any, ...] = ("types", "blocks", "task", "search")
-    seed: int = 0
-    worst_case: int = 0
-    attention: str = "softmax"
-    reference_samples: int = 512
-    blocks_candidates: int = 16
-    search_rounds: int = 10
-    search_proposals: int = 16
-    diverge_at: float = 0.5
-    class_metric: ClassMetric = "decision"
-    up_to: int | None = None
-    interventions: bool = True
-    intervention_samples: int = 64
+    test_lengths: tuple[int, ...] = setting(
+        (), help=f"test lengths T: {LENGTHS_HELP}", flag="--test-len", shown="8 x N",
+        parse="lengths",
+    )  # fmt: skip
+    eps: float = setting(0.1, help="error to certify", above=0, below=math.inf)
+    delta: float = setting(0.05, help="fraction of long inputs allowed above eps", above=0, below=1)
+    confidence: float = setting(0.95, help="confidence level of each verdict", above=0, below=1)
+    samples: int = setting(100, help="long inputs per length at the first look", at_least=1)
+    max_samples: int = setting(
+        800, help="most long inputs per length while undecided (doubling per look)", at_least=1
+    )
+    witnesses: tuple[Any, ...] = setting(
+        ("types", "blocks", "task", "search"),
+        help="witness methods, comma-separated (the witness registry's names)",
+        parse="names",
+    )
+    seed: int = setting(0, help="seed of inputs and witnesses", at_least=0)
+    worst_case: int = setting(
+        0, help="rounds of hill climbing towards inputs with large errors", at_least=0
+    )
+    attention: str = setting("softmax", help="softmax, or hardmax[:bits] for finite precision")
+    reference_samples: int = setting(
+        512, help="inputs of lengths <= N (short error, spreads, coverage)", at_least=2
+    )
+    blocks_candidates: int = setting(16, help="block-subsampling witnesses per input", at_least=1)
+    search_rounds: int = setting(10, help="rounds of the witness search", at_least=0)
+    search_proposals: int = setting(16, help="edits the witness search tries per round", at_least=1)
+    diverge_at: float = setting(
+        0.5, help="median discrepancy (x spread) at which a state diverges", above=0
+    )
+    class_metric: ClassMetric = setting(
+        "decision",
+        help="class tasks: compare decisions or total variation",
+        choices=CLASS_METRICS,
+    )
+    up_to: int | None = setting(
+        None,
+        help="check the range 2N, 4N, ... up to this length (one confidence for all), stop at "
+        "the first failure, and forecast where the certificate ends",
+        at_least=2,
+    )
+    interventions: bool = setting(
+        True,
+        help="skip the interventions (patching from the witness, a repair per cause) that "
+        "confirm the causes of a failing length",
+        flag="--no-interventions",
+    )
+    intervention_samples: int = setting(
+        64, help="uncovered long inputs the interventions run on, at most", at_least=1
+    )
 
     def __post_init__(self) -> None:
-        for name in _INTEGERS:
-            value = getattr(self, name)
-            if not _is_int(value):
-                raise SimcheckError(f"{name} must be an integer, got {value!r}")
-        if not all(_is_int(t) for t in self.test_lengths):
-            raise SimcheckError(f"test lengths must be integers, got {list(self.test_lengths)}")
-        object.__setattr__(self, "test_lengths", tuple(int(t) for t in self.test_lengths))
-        object.__setattr__(self, "witnesses", tuple(self.witnesses))
-        if not 0 < self.eps < math.inf:
-            raise SimcheckError(f"eps must be positive and finite, got {self.eps}")
-        if not 0 < self.delta < 1:
-            raise SimcheckError(f"delta must be in (0, 1), got {self.delta}")
-        if not 0 < self.confidence < 1:
-            raise SimcheckError(f"confidence must be in (0, 1), got {self.confidence}")
-        if self.samples < 1 or self.max_samples < self.samples:
-            raise SimcheckError(
-                f"need 1 <= samples <= max_samples, got samples={self.samples}, "
-                f"max_samples={self.max_samples}"
-            )
-        if self.reference_samples < 2:
-            raise SimcheckError(f"reference_samples must be >= 2, got {self.reference_samples}")
+        object.__setattr__(self, "witnesses", tuple(_as_sequence(self.witnesses, "witnesses")))
+        lengths = tuple(_as_sequence(self.test_lengths, "test lengths"))
+        if not all(_is_int(t) for t in lengths):
+            raise SimcheckError(f"test lengths must be integers, got {list(lengths)}")
+        object.__setattr__(self, "test_lengths", tuple(int(t) for t in lengths))
+        check_field_types(self)
+        check_field_values(self)
         if any(t < 1 for t in self.test_lengths):
             raise SimcheckError(f"test lengths must be positive, got {list(self.test_lengths)}")
-        if self.worst_case < 0:
-            raise SimcheckError(f"worst_case is a number of rounds >= 0, got {self.worst_case}")
-        if self.seed < 0:
-            raise SimcheckError(f"seed must be >= 0, got {self.seed}")
-        for name in ("blocks_candidates", "search_proposals"):
-            if getattr(self, name) < 1:
-                raise SimcheckError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.search_rounds < 0:
-            raise SimcheckError(f"search_rounds must be >= 0, got {self.search_rounds}")
-        if not self.diverge_at > 0:
-            raise SimcheckError(f"diverge_at must be positive, got {self.diverge_at}")
-        if self.class_metric not in CLASS_METRICS:
+        if self.max_samples < self.samples:
             raise SimcheckError(
-                f"class_metric must be one of {', '.join(CLASS_METRICS)}, got '{self.class_metric}'"
+                f"need samples <= max_samples, got samples={self.samples}, "
+                f"max_samples={self.max_samples}"
             )
-        if self.intervention_samples < 1:
+        if self.up_to is not None and self.test_lengths:
             raise SimcheckError(
-                f"intervention_samples must be >= 1, got {self.intervention_samples}"
+                "give either test_lengths or up_to (a range 2N, 4N, ... up to it), not both"
             )
-        if not isinstance(self.interventions, bool | np.bool_):
-            raise SimcheckError(f"interventions must be true or false, got {self.interventions!r}")
-        if self.up_to is not None:
-            if not _is_int(self.up_to) or self.up_to < 2:
-                raise SimcheckError(f"up_to must be an integer length >= 2, got {self.up_to!r}")
-            if self.test_lengths:
-                raise SimcheckError(
-                    "give either test_lengths or up_to (a range 2N, 4N, ... up to it), not both"
-                )
-            object.__setattr__(self, "up_to", int(self.up_to))
         parse_attention(self.attention)
         _check_witnesses(self.witnesses)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from simcheck.errors import SimcheckError
+from simcheck.settings.fields import setting
 from simcheck.settings.model import model_period, model_window
 
 POSITION_KINDS: tuple[str, ...] = ("learned", "shortformer", "rotary", "alibi", "periodic", "none")
@@ -52,12 +53,26 @@ class ModelAdapter:
         trained_positions: leading absolute positions seen in training (None: N + prefix).
     """
 
-    outputs: tuple[int, ...] | None = None
-    prefix: tuple[int, ...] = ()
-    period: int | None = None
-    window: int | None = None
-    positions: str | None = None
-    trained_positions: int | None = None
+    outputs: tuple[int, ...] | None = setting(
+        None, help="output ids that answer the task, in the task's order", shown="all",
+        parse="ids", metavar="IDS",
+    )  # fmt: skip
+    prefix: tuple[int, ...] = setting(
+        (), help="tokens put before every input, e.g. a BOS id", parse="ids", metavar="IDS"
+    )
+    period: int | None = setting(
+        None, help="Delta of the model's positions", shown="1, or the run's"
+    )
+    window: int | None = setting(
+        None, help="tau, the model's local window", shown="0, or the run's"
+    )
+    positions: str | None = setting(
+        None, help="the model's position encoding", shown="read from the model",
+        choices=POSITION_KINDS,
+    )  # fmt: skip
+    trained_positions: int | None = setting(
+        None, help="leading positions training showed the model", shown="N + prefix length"
+    )
 
     def __post_init__(self) -> None:
         if self.outputs is not None:

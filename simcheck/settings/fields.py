@@ -120,12 +120,14 @@ def field_flag(field: dataclasses.Field) -> str:
 
 
 def _range_rule(bounds: tuple[float | None, ...]) -> str:
+    """``> 0 and < 1``: a range as the error messages say it."""
     above, at_least, below, at_most = bounds
-    low = (
-        f"> {above:g}" if above is not None else f">= {at_least:g}" if at_least is not None else ""
-    )
-    high = f"< {below:g}" if below is not None else f"<= {at_most:g}" if at_most is not None else ""
-    return " and ".join(part for part in (low, high) if part)
+    parts = [
+        f"{sign} {value:g}"
+        for sign, value in ((">", above), (">=", at_least), ("<", below), ("<=", at_most))
+        if value is not None
+    ]
+    return " and ".join(parts)
 
 
 def check_field_values(instance: Any) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from simcheck.errors import SimcheckError
-from simcheck.settings.fields import check_field_types
+from simcheck.settings.fields import check_field_types, setting
 
 if TYPE_CHECKING:
     from simcheck.tasks import Task
@@ -66,22 +66,31 @@ class ModelSpec:
         seed: the initialisation seed (>= 0).
     """
 
-    d_vocab: int
-    d_vocab_out: int
-    pos: PositionalEncoding = "learned"
-    n_layers: int = 1
-    n_heads: int = 1
-    d_model: int = 32
-    d_head: int | None = None
-    d_mlp: int = 128
-    n_ctx: int = 1024
-    period: int = 1
-    locality: int | None = None
-    local_scale: LocalScale = "log"
-    normalization: str = "LN"
-    act_fn: str = "relu"
-    init: str = "gpt2"
-    seed: int = 0
+    d_vocab: int = setting(help="input vocabulary size: the task's", cli=False)
+    d_vocab_out: int = setting(help="output width: the task's", cli=False)
+    pos: PositionalEncoding = setting(
+        "learned", help="positional encoding", shown="the task's", choices=POSITIONAL_ENCODINGS
+    )
+    n_layers: int = setting(1, help="layers", flag="--layers", shown="the task's")
+    n_heads: int = setting(1, help="attention heads per layer", flag="--heads")
+    d_model: int = setting(32, help="residual width")
+    d_head: int | None = setting(None, help="head width", shown="d_model / heads")
+    d_mlp: int = setting(128, help="MLP width, 0 = attention only")
+    n_ctx: int = setting(1024, help="positions of a learned table: the longest input")
+    period: int = setting(1, help="Delta of --pos periodic", shown="the task's")
+    locality: int | None = setting(
+        None, help="tau of the periodic local attention bias", shown="the task's"
+    )
+    local_scale: LocalScale = setting(
+        "log", help="scale the local bias by log(i+1), or not", choices=LOCAL_SCALES
+    )
+    normalization: str = setting(
+        "LN", help="pre-normalisation: LayerNorm, RMSNorm or none", flag="--norm",
+        choices=NORMALIZATIONS,
+    )  # fmt: skip
+    act_fn: str = setting("relu", help="MLP activation", choices=ACT_FNS)
+    init: str = setting("gpt2", help="weight initialisation", choices=INIT_MODES)
+    seed: int = setting(0, help="initialisation seed")
 
     def __post_init__(self) -> None:
         check_field_types(self)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simcheck.errors import SimcheckError
-from simcheck.settings.fields import check_field_types
+from simcheck.settings.fields import check_field_types, setting
 
 TRAIN_FORWARDS: tuple[str, ...] = ("fused", "hooked")
 """How a training step computes the model: ``fused`` (`simcheck.model.fused`: the same
@@ -47,20 +47,24 @@ class TrainConfig:
             (`simcheck.model.fused.fast_path_problem`) trains hooked.
     """
 
-    train_len: int = 32
-    min_len: int | None = None
-    steps: int = 3000
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    warmup: float = 0.05
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    data_seed: int = 0
-    pos_offsets: bool = False
-    log_every: int = 50
-    checkpoint_every: int = 500
-    forward: str = "fused"
+    train_len: int = setting(32, help="longest training length N")
+    min_len: int | None = setting(
+        None, help="shortest training length", shown="the task's shortest"
+    )
+    steps: int = setting(3000, help="optimizer steps")
+    batch_size: int = setting(64, help="sequences per step")
+    lr: float = setting(3e-3, help="peak learning rate")
+    weight_decay: float = setting(0.0, help="AdamW weight decay")
+    warmup: float = setting(0.05, help="warmup, as a fraction of the steps")
+    min_lr_ratio: float = setting(0.1, help="end of the cosine decay, as a fraction of --lr")
+    grad_clip: float = setting(1.0, help="largest gradient norm, 0 = no clipping")
+    data_seed: int = setting(0, help="seed of the data stream")
+    pos_offsets: bool = setting(False, help="random position offsets for learned positions")
+    log_every: int = setting(50, help="steps between metric lines")
+    checkpoint_every: int = setting(500, help="steps between checkpoints")
+    forward: str = setting(
+        "fused", help="training forward pass: fused (fast) or hooked", choices=TRAIN_FORWARDS
+    )
 
     def __post_init__(self) -> None:
         check_field_types(self)
