@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from simcheck.checking.columns import TABLE_COLUMNS
 from simcheck.checking.confidence import Interval
 from simcheck.checking.diagnosis import TERMS, Cause, Diagnosis, ProbeStat
 from simcheck.checking.effects import PatchRow, Repair
@@ -158,24 +159,8 @@ class LengthResult:
         return self.eps_star / self.task_floor if self.task_floor > 0 else math.nan
 
     def row(self) -> dict[str, Any]:
-        """One row of `CheckReport.table`."""
-        chain = self.chain_interval
-        return {
-            "T": self.length,
-            "outcome": self.outcome,
-            "M": self.samples,
-            "uncovered": chain.fraction,
-            "interval": f"[{chain.low:.3f}, {chain.high:.3f}]",
-            "chain bound": self.chain_bound,
-            "eps*": self.eps_star,
-            "task floor": self.task_floor,
-            "ratio": self.ratio,
-            "long error": float(self.long_error.mean()),
-            "task gap": float(self.task_gap.mean()),
-            "short error": float(self.short_error.mean()),
-            "model gap": float(self.model_gap.mean()),
-            "witness len": float(self.witness_lengths.mean()),
-        }
+        """One row of `CheckReport.table` (`simcheck.checking.columns.TABLE_COLUMNS`)."""
+        return {column.label: column.value(self) for column in TABLE_COLUMNS}
 
     def to_dict(self, delta: float) -> dict[str, Any]:
         methods: dict[str, int] = {}

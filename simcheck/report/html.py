@@ -20,49 +20,12 @@ from typing import Any
 
 from jinja2 import DictLoader, Environment
 
+from simcheck.checking.columns import TABLE_COLUMNS
 from simcheck.checking.effects import CONFIRM_SHARE
 from simcheck.checking.outcomes import Outcome
 
-COLUMNS = (
-    ("T", "the test length: every long input x has T tokens"),
-    ("outcome", "the verdict at this length; the outcomes are explained below the table"),
-    ("M", "long inputs drawn, over all looks (the sample doubles while undecided)"),
-    (
-        "uncovered",
-        "fraction of long inputs with no witness z (|z| <= N) whose chain, task gap + short "
-        "error + model gap, is at most eps",
-    ),
-    (
-        "interval",
-        "the exact binomial (Clopper-Pearson) interval of the uncovered fraction at the "
-        "per-look level; certified when it lies below delta",
-    ),
-    (
-        "chain bound",
-        "the 1 - delta quantile of the chain at each input's best witness: the bound on the "
-        "long error that the witnesses give",
-    ),
-    (
-        "eps*",
-        "the 1 - delta quantile of the simulation error, min over witnesses of max(task gap, "
-        "model gap): how closely short inputs reproduce task and model at once",
-    ),
-    (
-        "task floor",
-        "the same quantile of the least task gap over the witnesses: it depends on the task, "
-        "N and the inputs only, and no model is certified below it",
-    ),
-    (
-        "ratio",
-        "eps* / task floor: 1 means as simulatable as the task itself (- when the floor is 0)",
-    ),
-    ("long error", "mean |f(x) - g(x)| over the long inputs, in the task's metric"),
-    ("task gap", "mean |f(x) - f(z)| at each input's chain witness z"),
-    ("short error", "mean |f(z) - g(z)| there: the model's error on the short witness"),
-    ("model gap", "mean |g(z) - g(x)| there: how differently the model treats z and x"),
-    ("witness len", "mean length of the chain witnesses (at most N)"),
-)
-"""Every column of `CheckReport.table` with what it means (the README's definitions)."""
+COLUMNS = tuple((column.label, column.help) for column in TABLE_COLUMNS)
+"""Every column of `CheckReport.table` with what it means (`simcheck.checking.columns`)."""
 
 MAX_STRIP = 2048
 """Token strips longer than this show their first and last MAX_STRIP / 2 tokens."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from simcheck.checking.columns import SWEEP_COLUMNS
 from simcheck.errors import SimcheckError
 from simcheck.tasks import Task
 
@@ -29,22 +30,10 @@ if TYPE_CHECKING:
 EVAL_KINDS = ("loss", "error")
 """Per-length columns of the evaluation: mean test loss and mean error metric |f - g| on the
 evaluation's inputs of length T."""
-CHECK_KINDS = (
-    "outcome",
-    "uncovered",
-    "chain_bound",
-    "eps*",
-    "floor",
-    "long_error",
-    "task_gap",
-    "short_error",
-    "model_gap",
-    "simulatable",
-)
-"""Per-length columns of the simulation check at T: the outcome, the fraction of long inputs
-the chain leaves uncovered, the chain bound, eps*, the task floor, the means over the
-checker's long inputs of the long error and of the chain's terms (task gap, short error,
-model gap), and whether eps* <= eps."""
+CHECK_KINDS = tuple(column.key for column in SWEEP_COLUMNS)
+"""Per-length columns of the simulation check at T (`simcheck.checking.columns`): the outcome,
+the uncovered fraction, the chain bound, eps*, the task floor, the means of the long error
+and of the chain's terms, and whether eps* <= eps."""
 KINDS = EVAL_KINDS + CHECK_KINDS
 """Every kind of per-length column, in the order the table holds them."""
 _SEPARATOR = "@"
@@ -85,19 +74,7 @@ def check_columns(results: Iterable[LengthResult]) -> dict[str, Any]:
     """The `CHECK_KINDS` columns at each length of a check report's ``results``."""
     out: dict[str, Any] = {}
     for r in results:
-        values = {
-            "outcome": r.outcome,
-            "uncovered": r.chain_interval.fraction,
-            "chain_bound": r.chain_bound,
-            "eps*": r.eps_star,
-            "floor": r.task_floor,
-            "long_error": float(r.long_error.mean()),
-            "task_gap": float(r.task_gap.mean()),
-            "short_error": float(r.short_error.mean()),
-            "model_gap": float(r.model_gap.mean()),
-            "simulatable": bool(r.simulatable),
-        }
-        out.update({column(kind, r.length): values[kind] for kind in CHECK_KINDS})
+        out.update({column(c.key, r.length): c.value(r) for c in SWEEP_COLUMNS})
     return out
 
 
