@@ -438,7 +438,7 @@ def _add_model_options(parser: argparse.ArgumentParser, eval_command: bool) -> N
     """Options for a model simcheck did not build: where it comes from, its task and N, and
     one flag per `ModelAdapter` field; and the device."""
     group = parser.add_argument_group(
-        "your own model (a HookedTransformer simcheck did not build; see README 'Your own model')"
+        "your own model (a HookedTransformer simcheck did not build; see docs/guides/models.md)"
     )
     group.add_argument(
         "--model", metavar="MODULE:FUNCTION", help="a function that returns the model"
