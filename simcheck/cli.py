@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from simcheck import __version__
 from simcheck.check_config import CLASS_METRICS, CheckConfig
-from simcheck.errors import SimcheckError, SweepInterrupted, TrainingInterrupted
+from simcheck.errors import SimcheckError, SweepInterrupted, TrainingInterrupted, one_line
 from simcheck.fields import field_kinds
 from simcheck.lengths import parse_lengths
 from simcheck.model_adapter import POSITION_KINDS, ModelAdapter
@@ -52,7 +52,9 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, like every other simcheck error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"simcheck: error: {message} (see `{self.prog} --help`)\n")
+        """Print ``message`` on one line (an argument typed with a line break in it is
+        repeated with ``\\n``) and exit with status 2."""
+        self.exit(2, f"simcheck: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 @dataclass(frozen=True)
