@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 from simcheck import __version__
 from simcheck._util.paths import check_output_dir, check_output_file
 from simcheck.checking.config import LENGTHS_HELP, CheckConfig
-from simcheck.errors import SimcheckError, SweepInterrupted, TrainingInterrupted
+from simcheck.errors import SimcheckError, SweepInterrupted, TrainingInterrupted, one_line
 from simcheck.settings.adapter import ModelAdapter
 from simcheck.settings.fields import field_flag, field_kinds
 from simcheck.settings.lengths import parse_lengths
@@ -47,7 +47,9 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, like every other simcheck error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"simcheck: error: {message} (see `{self.prog} --help`)\n")
+        """Print ``message`` on one line (an argument typed with a line break in it is
+        repeated with ``\\n``) and exit with status 2."""
+        self.exit(2, f"simcheck: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 @dataclass(frozen=True)

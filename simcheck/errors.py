@@ -17,6 +17,15 @@ def one_line(message: str) -> str:
     )
 
 
+def error_gist(err: BaseException, limit: int = 200) -> str:
+    """Another library's error for a one-line message: its type and the first sentence of its
+    first non-empty line, cut to ``limit`` characters (many messages go on with advice and
+    internals over several lines); the type alone when the message is empty."""
+    line = next((text.strip() for text in str(err).splitlines() if text.strip()), "")
+    gist = line.split(". ")[0][:limit]
+    return f"{type(err).__name__}: {gist}" if gist else type(err).__name__
+
+
 class SimcheckError(ValueError):
     """Bad input to simcheck. The message says what is wrong and how to fix it, on one line
     (`one_line`), so the command line prints it as one line and never as a traceback."""

@@ -28,6 +28,14 @@ from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import SimcheckError, TaskSpecError, TokenError
 
 torch = lazy_module("torch")
+
+MAX_VOCAB = 1 << 16
+"""The most tokens (or data symbols) a built-in task takes: enough for any experiment, few
+enough that a typo cannot ask for a model with billions of embedding rows, or for sampled
+arrays as wide."""
+MAX_PERIOD = 1 << 16
+"""The longest period p a built-in task takes: each sequence draws a frequency per residue
+class, and a periodic model learns one position per residue."""
 F = lazy_module("torch.nn.functional")
 
 OutputKind = Literal["scalar", "distribution", "classes"]
@@ -306,6 +314,29 @@ def mixed_binary_tokens(
     alpha), then its tokens independently."""
     freq = beta_frequencies(generator, alpha, (batch, 1))
     return bernoulli_tokens(generator, np.broadcast_to(freq, (batch, length)))
+
+
+def token_counts(
+    tokens: torch.Tensor, vocab: int, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[batch, vocab] how often each token id occurs in each row of ``tokens`` [batch,
+    length], an occurrence counted with its weight where ``weights`` [batch, length] is given:
+    ``one_hot(tokens, vocab).sum(1)``, without its [batch, length, vocab] tensor, which a
+    large vocabulary at a long length would make too large for any memory."""
+    if weights is None:
+        weights = torch.ones_like(tokens)
+    counts = torch.zeros(tokens.shape[0], vocab, dtype=weights.dtype, device=tokens.device)
+    return counts.scatter_add_(1, tokens, weights)
+
+
+def check_range(task: str, name: str, value: int, low: int, high: int, meaning: str = "") -> None:
+    """Refuse an integer parameter outside ``low..high``; ``meaning`` (``" (the lag)"``) says
+    what the parameter is. The upper bounds keep a typo (``V=10**12``) from sampling arrays
+    or building models that no memory holds."""
+    if not low <= value <= high:
+        raise TaskSpecError(
+            f"task '{task}': {name}{meaning} must be in {low}..{high}, got {name}={value}"
+        )
 
 
 def check_alpha(task: str, alpha: float) -> None:

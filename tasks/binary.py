@@ -18,11 +18,13 @@ from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import TaskSpecError
 
 from .base import (
+    MAX_PERIOD,
     OutputKind,
     Task,
     bernoulli_tokens,
     beta_frequencies,
     check_alpha,
+    check_range,
     mixed_binary_tokens,
 )
 from .registry import register_task
@@ -91,8 +93,7 @@ class ResidueTask(Task):
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.p < 1:
-            raise TaskSpecError(f"task '{self.name}': p must be >= 1, got p={self.p}")
+        check_range(self.name, "p", self.p, 1, MAX_PERIOD, " (the period)")
         if not 0 <= self.k < self.p:
             raise TaskSpecError(
                 f"task '{self.name}': k must satisfy 0 <= k < p, got k={self.k} with p={self.p}"

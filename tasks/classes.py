@@ -14,14 +14,21 @@ from typing import ClassVar
 import numpy as np
 
 from simcheck._util.lazy_import import lazy_module
-from simcheck.errors import TaskSpecError
 
-from .base import NO_CLASS, OutputKind, Task, check_alpha, mixed_binary_tokens
+from .base import (
+    MAX_VOCAB,
+    NO_CLASS,
+    OutputKind,
+    Task,
+    check_alpha,
+    check_range,
+    mixed_binary_tokens,
+    token_counts,
+)
 from .binary import ResidueTask
 from .registry import register_task
 
 torch = lazy_module("torch")
-F = lazy_module("torch.nn.functional")
 
 
 def dirichlet_tokens(
@@ -32,7 +39,12 @@ def dirichlet_tokens(
     cdf = np.cumsum(freq, axis=-1)
     cdf[:, -1] = 1.0
     uniforms = generator.random((batch, length))
-    return (uniforms[..., None] > cdf[:, None, :]).sum(-1).astype(np.int64)
+    # a token is the number of cdf entries below its uniform; searched row by row, as the
+    # comparison of every uniform with every entry would take batch x length x vocab memory
+    tokens = np.empty((batch, length), dtype=np.int64)
+    for row in range(batch):
+        tokens[row] = np.searchsorted(cdf[row], uniforms[row])
+    return tokens
 
 
 def top_class(counts: torch.Tensor) -> torch.Tensor:
@@ -56,10 +68,7 @@ class TokenFrequencyTask(Task):
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.V < 2:
-            raise TaskSpecError(
-                f"task '{self.name}': V (vocabulary size) must be >= 2, got V={self.V}"
-            )
+        check_range(self.name, "V", self.V, 2, MAX_VOCAB, " (vocabulary size)")
         check_alpha(self.name, self.alpha)
 
     @property
@@ -87,11 +96,11 @@ class Majority(TokenFrequencyTask):
     margin_name: ClassVar[str] = "lead of the top token (share of the sequence)"
 
     def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
-        return top_class(F.one_hot(tokens, self.V).sum(1))
+        return top_class(token_counts(tokens, self.V))
 
     def margin(self, tokens: torch.Tensor) -> torch.Tensor:
         """(top count - second count) / length."""
-        top2 = F.one_hot(tokens, self.V).sum(1).topk(2, dim=-1).values
+        top2 = token_counts(tokens, self.V).topk(2, dim=-1).values
         return (top2[:, 0] - top2[:, 1]).double() / tokens.shape[1]
 
 

@@ -11,15 +11,15 @@ import numpy as np
 from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import TaskSpecError
 
-from .base import OutputKind, Task, check_alpha
+from .base import MAX_VOCAB, OutputKind, Task, check_alpha, check_range, token_counts
 from .registry import register_task
 
 torch = lazy_module("torch")
-F = lazy_module("torch.nn.functional")
 
 
-MAX_CONTEXTS = 1_000_000
-"""The most contexts (S^(k-1)) whose transition tables a sequence may draw."""
+MAX_TRANSITIONS = 1 << 20
+"""The most transition probabilities a sequence may draw: S^k, a row of S for each of the
+S^(k-1) contexts."""
 
 
 @register_task
@@ -53,15 +53,14 @@ class InContextKGram(Task):
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.S < 2:
-            raise TaskSpecError(f"task 'kgram': S (vocabulary size) must be >= 2, got S={self.S}")
+        check_range(self.name, "S", self.S, 2, MAX_VOCAB, " (vocabulary size)")
         if self.k < 1:
             raise TaskSpecError(f"task 'kgram': k must be >= 1, got k={self.k}")
-        # compared in logs: S ** (k - 1) itself can be too large to compute or to print
-        if (self.k - 1) * math.log(self.S) > math.log(MAX_CONTEXTS):
+        # compared in logs: S ** k itself can be too large to compute or to print
+        if self.k * math.log(self.S) > math.log(MAX_TRANSITIONS):
             raise TaskSpecError(
-                f"task 'kgram': S^(k-1) contexts (S={self.S}, k={self.k}) are more than "
-                f"{MAX_CONTEXTS} to sample transition tables for; lower S or k"
+                f"task 'kgram': S^k transition probabilities (S={self.S}, k={self.k}) are more "
+                f"than {MAX_TRANSITIONS} to sample for each sequence; lower S or k"
             )
         check_alpha(self.name, self.alpha)
 
@@ -111,8 +110,7 @@ class InContextKGram(Task):
         else:
             windows = tokens.unfold(1, width, 1)[:, :starts]
             match = (windows == tokens[:, None, n - width :]).all(-1)
-        onehot = F.one_hot(followers, self.S).float()
-        return (onehot * match[..., None]).sum(1)
+        return token_counts(followers, self.S, match.float())
 
     def oracle(self, tokens: torch.Tensor) -> torch.Tensor:
         counts = self.follower_counts(tokens)
@@ -123,5 +121,5 @@ class InContextKGram(Task):
     def baseline(self, tokens: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of the sequence's own unigram histogram (add-1/2 smoothing): a
         model that ignores context."""
-        counts = F.one_hot(tokens, self.S).float().sum(1) + 0.5
+        counts = token_counts(tokens, self.S).float() + 0.5
         return (counts / counts.sum(-1, keepdim=True)).log()

@@ -15,15 +15,12 @@ from typing import ClassVar
 import numpy as np
 
 from simcheck._util.lazy_import import lazy_module
-from simcheck.errors import TaskSpecError
 
-from .base import NO_CLASS, OutputKind, Task
+from .base import MAX_VOCAB, NO_CLASS, OutputKind, Task, check_range
 from .registry import register_task
 
 torch = lazy_module("torch")
 
-MAX_VOCAB = 1 << 16
-"""The largest vocabulary the task takes."""
 MAX_LAG = 1 << 10
 """The longest lag the task takes: a window wider than this is no longer local."""
 
@@ -43,12 +40,8 @@ class Lag(Task):
     tau: int = 1
 
     def __post_init__(self) -> None:
-        if not 2 <= self.V <= MAX_VOCAB:
-            raise TaskSpecError(f"task '{self.name}': V must be in 2..{MAX_VOCAB}, got V={self.V}")
-        if not 1 <= self.tau <= MAX_LAG:
-            raise TaskSpecError(
-                f"task '{self.name}': tau (the lag) must be in 1..{MAX_LAG}, got tau={self.tau}"
-            )
+        check_range(self.name, "V", self.V, 2, MAX_VOCAB)
+        check_range(self.name, "tau", self.tau, 1, MAX_LAG, " (the lag)")
 
     @property
     def vocab_size(self) -> int:  # type: ignore[override]

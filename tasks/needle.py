@@ -19,14 +19,10 @@ import numpy as np
 from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import TaskSpecError
 
-from .base import OutputKind, Task
+from .base import MAX_VOCAB, OutputKind, Task
 from .registry import register_task
 
 torch = lazy_module("torch")
-
-MAX_VOCAB = 1 << 16
-"""The largest vocabulary the task takes: enough for any experiment, small enough that a
-typo cannot ask for a model with billions of embedding rows."""
 
 
 @register_task

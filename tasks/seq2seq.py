@@ -26,7 +26,7 @@ import numpy as np
 from simcheck._util.lazy_import import lazy_module
 from simcheck.errors import TaskSpecError
 
-from .base import NO_CLASS, check_alpha
+from .base import MAX_PERIOD, MAX_VOCAB, NO_CLASS, check_alpha, check_range
 from .registry import register_task
 from .sequence import SequenceTask, separator_targets
 
@@ -45,11 +45,6 @@ def distinct_tokens(
     return np.argsort(generator.random((batch, vocab)), axis=1)[:, :count]
 
 
-def _check_vocab(task: str, V: int, low: int) -> None:
-    if low > V:
-        raise TaskSpecError(f"task '{task}': V (data symbols) must be >= {low}, got V={V}")
-
-
 @dataclass(frozen=True)
 class _Transduction(SequenceTask):
     """Base of copy, sort and reverse: n = ceil(L / 2) input tokens, SEP = V, the output
@@ -62,7 +57,7 @@ class _Transduction(SequenceTask):
     default_pos: ClassVar[str] = "learned"
 
     def __post_init__(self) -> None:
-        _check_vocab(self.name, self.V, 2)
+        check_range(self.name, "V", self.V, 2, MAX_VOCAB, " (data symbols)")
 
     @property
     def vocab_size(self) -> int:  # type: ignore[override]
@@ -223,8 +218,7 @@ class InterleavedMajority(SequenceTask):
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.p < 1:
-            raise TaskSpecError(f"task 'interleaved_majority': p must be >= 1, got p={self.p}")
+        check_range(self.name, "p", self.p, 1, MAX_PERIOD, " (the period)")
         check_alpha(self.name, self.alpha)
 
     @property
@@ -314,7 +308,7 @@ class Addition(SequenceTask):
     B: int = 10
 
     def __post_init__(self) -> None:
-        _check_vocab(self.name, self.B, 2)
+        check_range(self.name, "B", self.B, 2, MAX_VOCAB, " (the base)")
 
     @property
     def vocab_size(self) -> int:  # type: ignore[override]

@@ -50,6 +50,8 @@ LENGTH_PIECES = st.sampled_from(
 @PROPERTY
 @given(st.lists(LENGTH_PIECES, max_size=12).map("".join))
 @example("8..1024*2")
+@example("9" * 5000)
+@example("1.." + "9" * 5000 + "*2")
 @example("1..999999999999*2")
 @example("1..10000000+1")
 @example("8,16,...,1024")
@@ -69,6 +71,7 @@ def test_lengths_of_any_text(text):
 @PROPERTY
 @given(st.lists(st.one_of(st.integers(), st.floats(), st.text(max_size=3), st.none()), max_size=6))
 @example([True, 3])
+@example(b"\x08\x10")
 def test_lengths_of_any_list(values):
     one_line_error_or(parse_lengths, values)
 

@@ -10,9 +10,7 @@ number came from; they know nothing of run or sweep directories (`simcheck.stora
   (the same on any device);
 - `library_versions`, `source_revision`: the versions of simcheck and its libraries, and the
   git commit of a checkout;
-- `torch_threads`: the thread count, which the numbers also depend on;
-- `load_tensors`: ``torch.load`` of tensors only, with one-line errors; a file that holds
-  pickled code is refused without running it, and the error never suggests loading it.
+- `torch_threads`: the thread count, which the numbers also depend on.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import platform
 import subprocess
 import tempfile
@@ -30,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from simcheck.errors import SimcheckError
 
 
 def _default_mode() -> int:
@@ -124,39 +119,3 @@ def source_revision(directory: Path | None = None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit} (with uncommitted changes)" if dirty else commit
-
-
-CODE_IN_PICKLE = "GLOBAL"
-"""What torch's ``weights_only`` refusal names when a pickle asks for a callable or a class
-(``unsupported GLOBAL posix.system``): pickled code, as opposed to a damaged file."""
-
-
-def load_tensors(path: Path, what: str) -> Any:
-    """``torch.load(path, weights_only=True)`` onto the CPU: tensors and plain containers
-    only. Errors are one line that names ``what`` the file is: a file that holds pickled code
-    (objects other than tensors, which ``weights_only`` refuses to build) is called so, and
-    safetensors is named instead; torch's own message, which advises loading such a file
-    with ``weights_only=False`` and so running its code, is never passed on."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if CODE_IN_PICKLE not in str(err):  # no callable asked for: a damaged file
-            raise SimcheckError(
-                f"{what} {path} is not a readable torch.save'd file (UnpicklingError: "
-                f"{_first_line(err)})"
-            ) from None
-        raise SimcheckError(
-            f"{what} {path} holds pickled code (objects other than tensors), which simcheck "
-            "never loads: save the weights as safetensors instead "
-            "(safetensors.torch.save_file(model.state_dict(), 'model.safetensors'))"
-        ) from None
-    except Exception as err:  # torch raises several types for a damaged or foreign file
-        raise SimcheckError(
-            f"{what} {path} is not a readable torch.save'd file "
-            f"({type(err).__name__}: {_first_line(err)})"
-        ) from None
-
-
-def _first_line(err: Exception) -> str:
-    """The first non-empty line of an error's message, cut to 200 characters."""
-    return next((line.strip() for line in str(err).splitlines() if line.strip()), "")[:200]

@@ -10,8 +10,9 @@ progression that names its step.
 Items combine (``4,8..64*2,100``); the result is sorted and without repeats. The old
 ``a,b,...,end`` form left the step to be guessed (``10,20,...,80`` doubled while
 ``10,20,...,90`` added) and is refused with the spelling that says which was meant. More
-than `MAX_LENGTHS` lengths are refused from the counts alone, before any list is built.
-No torch import: the command line reads lengths while it parses its arguments.
+than `MAX_LENGTHS` lengths, or a number of more than `MAX_DIGITS` digits, are refused before
+any list is built. No torch import: the command line reads lengths while it parses its
+arguments.
 """
 
 from __future__ import annotations
@@ -24,18 +25,43 @@ from simcheck.errors import SimcheckError
 
 MAX_LENGTHS = 10_000
 """The most test lengths one list may hold: each length is a separate evaluation."""
+MAX_DIGITS = 18
+"""The most digits a number in a list of lengths may have: far beyond any length a model
+takes, and short of Python's limit on reading integers from text (4300 digits)."""
+SHOWN_CHARS = 80
+"""The most characters of the user's text an error message repeats."""
 
 _INT = r"\s*(-?\d+)\s*"
 _PROGRESSION = re.compile(rf"{_INT}\.\.{_INT}([*+]){_INT}")
 _HOW = "write a list like 8,16,32, a doubling like 8..1024*2 or a step like 10..100+10"
 
 
+def _shown(value: object) -> str:
+    """``repr(value)`` for an error message, cut to `SHOWN_CHARS` characters: a message
+    repeats what the user wrote, but not all of a long text."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
+
+
+def _number(text: str, item: str) -> int:
+    """The integer ``text`` (digits with an optional minus sign) in ``item``; refuses more
+    than `MAX_DIGITS` digits before converting them."""
+    digits = len(text.strip().lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise SimcheckError(
+            f"lengths {_shown(item)}: a number of {digits} digits is no length; write lengths "
+            f"of at most {MAX_DIGITS} digits"
+        )
+    return int(text)
+
+
 def _old_form(text: str) -> SimcheckError:
     """The refusal of ``a,b,...,end``, with the spellings it could have meant."""
     parts = [p.strip() for p in text.split(",")]
     options, too_many = [], []
-    if len(parts) == 4 and parts[2] == "..." and all(p.isdigit() for p in (*parts[:2], parts[3])):
-        first, second, end = int(parts[0]), int(parts[1]), int(parts[3])
+    numbers = (*parts[:2], parts[-1])
+    if len(parts) == 4 and parts[2] == "..." and all(re.fullmatch(r"\d+", p) for p in numbers):
+        first, second, end = (_number(p, text) for p in numbers)
         candidates = []
         if 0 < first < second and second % first == 0:
             candidates.append(("*", second // first, "multiply by"))
@@ -53,43 +79,45 @@ def _old_form(text: str) -> SimcheckError:
                 options.append(f"{spelling} to {meaning} {step}")
     if options:
         return SimcheckError(
-            f"lengths {text!r}: 'a,b,...,end' does not say whether to add or multiply; "
+            f"lengths {_shown(text)}: 'a,b,...,end' does not say whether to add or multiply; "
             f"write {' or '.join(options)}"
         )
     if too_many:
         return SimcheckError(
-            f"lengths {text!r}: 'a,b,...,end' is not read, and {too_many[0]}: "
+            f"lengths {_shown(text)}: 'a,b,...,end' is not read, and {too_many[0]}: "
             "use a larger step or factor"
         )
-    return SimcheckError(f"lengths {text!r}: 'a,b,...,end' is not read; {_HOW}")
+    return SimcheckError(f"lengths {_shown(text)}: 'a,b,...,end' is not read; {_HOW}")
 
 
 def _count(first: int, end: int, op: str, step: int, item: str) -> int:
     """How many terms ``first..end<op>step`` has; refuses a progression that never ends at
     ``end``."""
     if first < 1:
-        raise SimcheckError(f"lengths must be positive integers, got {first} in {item!r}")
+        raise SimcheckError(f"lengths must be positive integers, got {first} in {_shown(item)}")
     if end < first:
-        raise SimcheckError(f"lengths {item!r}: the end {end} is below the start {first}")
+        raise SimcheckError(f"lengths {_shown(item)}: the end {end} is below the start {first}")
     if op == "+":
         if step < 1:
-            raise SimcheckError(f"lengths {item!r}: the step after + must be >= 1, got {step}")
+            raise SimcheckError(
+                f"lengths {_shown(item)}: the step after + must be >= 1, got {step}"
+            )
         if (end - first) % step:
             below = end - (end - first) % step
             raise SimcheckError(
-                f"lengths {item!r}: {end} is not {first} plus a multiple of {step}; "
+                f"lengths {_shown(item)}: {end} is not {first} plus a multiple of {step}; "
                 f"end at {below} or {below + step}"
             )
         return (end - first) // step + 1
     if step < 2:
-        raise SimcheckError(f"lengths {item!r}: the factor after * must be >= 2, got {step}")
+        raise SimcheckError(f"lengths {_shown(item)}: the factor after * must be >= 2, got {step}")
     terms, value = 1, first
     while value < end:
         value *= step
         terms += 1
     if value != end:
         raise SimcheckError(
-            f"lengths {item!r}: {end} is not {first} times a power of {step}; "
+            f"lengths {_shown(item)}: {end} is not {first} times a power of {step}; "
             f"end at {value // step} or {value}"
         )
     return terms
@@ -104,16 +132,18 @@ def _parse_text(text: str) -> list[int]:
     for item in items:
         match = _PROGRESSION.fullmatch(item)
         if match:
-            first, end, op, step = int(match[1]), int(match[2]), match[3], int(match[4])
+            first, end, step = (_number(match[i], item) for i in (1, 2, 4))
+            op = match[3]
             total += _count(first, end, op, step, item)
         elif re.fullmatch(_INT, item):
-            first, end, op, step = int(item), int(item), "+", 1
+            first = end = _number(item, item)
+            op, step = "+", 1
             total += 1
         else:
-            raise SimcheckError(f"cannot read lengths {text!r} at {item!r}: {_HOW}")
+            raise SimcheckError(f"cannot read lengths {_shown(text)} at {_shown(item)}: {_HOW}")
         if total > MAX_LENGTHS:
             raise SimcheckError(
-                f"lengths {text!r} make more than {MAX_LENGTHS} lengths (at least {total}); "
+                f"lengths {_shown(text)} make more than {MAX_LENGTHS} lengths (at least {total}); "
                 "use a larger step or factor"
             )
         plans.append((first, end, op, step))
@@ -129,7 +159,14 @@ def _parse_text(text: str) -> list[int]:
     return values
 
 
-def _parse_values(lengths: Iterable[object]) -> list[int]:
+def _parse_values(lengths: object) -> list[int]:
+    """The integers of a sequence; refuses anything else, bytes included (iterating them
+    would give their byte values)."""
+    if isinstance(lengths, bytes | bytearray) or not isinstance(lengths, Iterable):
+        raise SimcheckError(
+            f"lengths are text like '8..1024*2' or a list of integers like [8, 16], got "
+            f"{_shown(lengths)} ({type(lengths).__name__})"
+        )
     values = []
     for value in lengths:
         try:
@@ -137,7 +174,7 @@ def _parse_values(lengths: Iterable[object]) -> list[int]:
                 raise TypeError
             values.append(operator.index(value))
         except TypeError:
-            raise SimcheckError(f"lengths must be integers, got {value!r}") from None
+            raise SimcheckError(f"lengths must be integers, got {_shown(value)}") from None
         if len(values) > MAX_LENGTHS:
             raise SimcheckError(f"more than {MAX_LENGTHS} lengths: give fewer")
     return values

@@ -106,8 +106,9 @@ def check_run_dir(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise RunDirError(
             f"{path} is a file, not a run directory: give the folder `simcheck train --out` "
-            "wrote (it holds spec.json and model.safetensors), or check a model of your own "
-            "with --model MODULE:FUNCTION or --weights FILE --config FILE"
+            "wrote (it holds spec.json and model.safetensors); a model of your own goes to "
+            "`simcheck check` or `simcheck eval` as --model MODULE:FUNCTION or --weights FILE "
+            "--config FILE"
         )
     if not path.is_dir():
         raise RunDirError(
@@ -124,6 +125,8 @@ def read_json(path: Path) -> Any:
         raise RunDirError(f"{path} is missing; this is not a complete simcheck run directory")
     try:
         return json.loads(path.read_text())
+    except OSError as err:
+        raise RunDirError(f"cannot read {path} ({err.strerror}); check its permissions") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunDirError(
             f"{path} is not valid JSON ({err}); the run directory is corrupt"

@@ -37,7 +37,6 @@ from transformer_lens import HookedTransformer
 from simcheck._util.io import (
     atomic_write,
     library_versions,
-    load_tensors,
     torch_threads,
     write_json,
     write_text,
@@ -45,7 +44,14 @@ from simcheck._util.io import (
 from simcheck._util.paths import check_output_dir
 from simcheck._util.plotting import InlineFigure, save_figure
 from simcheck._util.progress import progress_bar
-from simcheck.errors import RunDirError, SimcheckError, TrainingDiverged, TrainingInterrupted
+from simcheck._util.safe_load import load_tensors
+from simcheck.errors import (
+    RunDirError,
+    SimcheckError,
+    TrainingDiverged,
+    TrainingInterrupted,
+    error_gist,
+)
 from simcheck.model.build import ModelSpec, check_input_length, model_from_spec
 from simcheck.model.fused import fast_path_problem, member_views, stacked_logits
 from simcheck.settings.train import TrainConfig
@@ -67,6 +73,12 @@ from simcheck.storage.runs import (
     save_weights,
 )
 from simcheck.tasks import Batch, Task, get_task, task_record
+
+RESUME_FIX = (
+    "the checkpoint is corrupt: start again without --resume (model.safetensors keeps the "
+    "weights of the last checkpoint)"
+)
+"""What to do when train_state.pt cannot be resumed from."""
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -219,11 +231,9 @@ class Trainer:
         """Load the checkpoint in train_state.pt: model, optimizer, scheduler, data stream."""
         path = self.dir / STATE_FILE
         try:
-            payload = load_tensors(path, "the checkpoint")
+            payload = load_tensors(path, "the checkpoint", RESUME_FIX)
         except SimcheckError as err:
-            raise RunDirError(
-                f"cannot resume: {err}; the checkpoint is corrupt: start again without --resume"
-            ) from None
+            raise RunDirError(f"cannot resume: {err}") from None
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -232,10 +242,8 @@ class Trainer:
             self.window = [float(x) for x in payload["window"]]
             self.step = self.checkpoint_step = int(payload["step"])
         except Exception as err:  # any unreadable or mismatched checkpoint is corrupt
-            first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
             raise RunDirError(
-                f"cannot resume from {path} ({type(err).__name__}: {first[:200]}); the "
-                "checkpoint is corrupt: start again without --resume"
+                f"cannot resume from {path} ({error_gist(err)}); {RESUME_FIX}"
             ) from None
         self.clear_metrics()
 
