@@ -278,7 +278,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _user_model(args: argparse.Namespace) -> tuple[Any, str] | None:
-    """The model named by --model or --weights/--config, with a short name; None if none is."""
+    """The model named by --model, --weights/--config or --hf, with a short name; None if
+    none is. A Hugging Face folder is read here (a bad one refused before any work) and handed
+    on as a ``transformers`` model: the resolver converts it."""
+    if args.hf is not None:
+        if args.model or args.weights or args.config:
+            raise SimcheckError("give --hf or --model or --weights with --config, one of them")
+        from simcheck.model.huggingface import read_hf_folder
+
+        return read_hf_folder(args.hf), args.hf.name
     if not (args.model or args.weights or args.config):
         return None
     from simcheck.model.loading import load_user_model
@@ -297,11 +305,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     user = _user_model(args)
     if user is not None and args.runs:
-        raise SimcheckError("give run directories or --model/--weights, not both")
+        raise SimcheckError("give run directories or --model/--weights/--hf, not both")
     if user is None and not args.runs:
         raise SimcheckError(
             "nothing to evaluate: give run directories, or a model with --model "
-            "MODULE:FUNCTION or --weights FILE --config FILE (with --task and --train-len)"
+            "MODULE:FUNCTION, --weights FILE --config FILE or --hf DIR (with --task and "
+            "--train-len)"
         )
     subjects: list[tuple[Any, str]] = [user[::-1]] if user else []
     for path in args.runs:
@@ -381,8 +390,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         default_out = subject.path / CHECK_DIR / check_name(config, args.train_len)
     else:
         raise SimcheckError(
-            "nothing to check: give a run directory, or a model with --model MODULE:FUNCTION "
-            "or --weights FILE --config FILE (with --task and --train-len)"
+            "nothing to check: give a run directory, or a model with --model MODULE:FUNCTION, "
+            "--weights FILE --config FILE or --hf DIR (with --task and --train-len)"
         )
     out = Path(args.out or default_out)
     ensure_replaceable(out, args.overwrite)  # before the work, not after it
@@ -447,6 +456,13 @@ def _add_model_options(parser: argparse.ArgumentParser, eval_command: bool) -> N
     )
     group.add_argument("--weights", type=Path, help="model weights (.safetensors or a state dict)")
     group.add_argument("--config", type=Path, help="its HookedTransformerConfig as JSON")
+    group.add_argument(
+        "--hf",
+        type=Path,
+        metavar="DIR",
+        help="a Hugging Face GPT-2 saved with save_pretrained (read offline; its config's "
+        "'simcheck' entry may declare outputs and prefix)",
+    )
     group.add_argument("--task", help="the task the model answers (default: the run's)")
     if eval_command:
         group.add_argument("--train-len", type=int, help="training length N (default: the run's)")

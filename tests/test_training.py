@@ -399,6 +399,8 @@ def test_train_len_beyond_a_learned_table(tmp_path):
         {"train_len": 0},
         {"min_len": 9, "train_len": 8},
         {"warmup": 1.0},
+        {"curriculum": -0.1},
+        {"curriculum": 1.5},
         {"pos": "periodic", "pos_offsets": True},
         {"task": "kgram", "model": simcheck.ModelSpec(d_vocab=2, d_vocab_out=1)},
     ],
@@ -408,6 +410,27 @@ def test_invalid_training_options(tmp_path, options):
     task = options.pop("task", TASK)
     with pytest.raises(simcheck.SimcheckError):
         simcheck.train(task, tmp_path / "run", progress=False, **options)
+
+
+def test_curriculum_grows_the_longest_length_to_n(tmp_path):
+    """Under a curriculum over half the steps, the longest length drawn grows step by step from
+    the shortest to N and every drawn batch respects it; without one, N from the first step."""
+    task = simcheck.tasks.get_task(TASK)
+    spec = simcheck.ModelSpec.for_task(task, pos="periodic", d_model=8, d_mlp=8)
+    config = simcheck.TrainConfig(train_len=16, steps=40, curriculum=0.5, batch_size=2)
+    trainer = training.Trainer(tmp_path / "ramp", task, spec, config)
+    bounds = []
+    for step in range(config.steps):
+        trainer.step = step
+        bounds.append(trainer.longest_length())
+        batch, _ = trainer.draw_batch()
+        assert batch.tokens.shape[1] <= bounds[-1]
+    assert bounds == sorted(bounds)
+    assert bounds[0] < 4 and bounds[19] == 16 and bounds[-1] == 16
+    plain = training.Trainer(
+        tmp_path / "plain", task, spec, simcheck.TrainConfig(train_len=16, steps=40)
+    )
+    assert plain.longest_length() == 16
 
 
 def test_grad_norm_is_logged_without_clipping(tmp_path, quick_train):

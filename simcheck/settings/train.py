@@ -37,6 +37,10 @@ class TrainConfig:
         min_lr_ratio: where the cosine decay ends, as a fraction of ``lr``, in [0, 1].
         grad_clip: maximum global gradient norm (0 disables clipping).
         data_seed: seed of the data stream (lengths, inputs, position offsets), >= 0.
+        curriculum: a length curriculum, as a fraction of the steps: the longest length a
+            batch may have grows linearly from the shortest to ``train_len`` over the first
+            ``curriculum * steps`` steps (lengths stay uniform below it), then stays at N.
+            0 draws every length from the start.
         pos_offsets: for ``learned`` positions, shift each batch by a random offset in
             [0, n_ctx - length] so every row of the table is trained.
         log_every: steps between lines of ``metrics.jsonl``.
@@ -60,6 +64,11 @@ class TrainConfig:
     grad_clip: float = setting(1.0, help="largest gradient norm, 0 = no clipping")
     data_seed: int = setting(0, help="seed of the data stream")
     pos_offsets: bool = setting(False, help="random position offsets for learned positions")
+    curriculum: float = setting(
+        0.0,
+        help="fraction of the steps over which the longest length drawn grows from the "
+        "shortest to N (0 = none)",
+    )
     log_every: int = setting(50, help="steps between metric lines")
     checkpoint_every: int = setting(500, help="steps between checkpoints")
     forward: str = setting(
@@ -83,6 +92,10 @@ class TrainConfig:
             raise SimcheckError(f"weight_decay must be >= 0 and finite, got {self.weight_decay}")
         if not 0 <= self.warmup < 1:
             raise SimcheckError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if not 0 <= self.curriculum <= 1:
+            raise SimcheckError(
+                f"curriculum is a fraction of the steps in [0, 1], got {self.curriculum}"
+            )
         if not 0 <= self.min_lr_ratio <= 1:
             raise SimcheckError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not 0 <= self.grad_clip < math.inf:

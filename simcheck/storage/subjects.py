@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from simcheck.model.huggingface import is_hf_folder, is_hf_model, load_hf_model
 from simcheck.model.subject import Subject, as_task, subject_of
 from simcheck.settings.adapter import ModelAdapter
 from simcheck.storage.runs import Run, load_run
@@ -28,12 +30,21 @@ def resolve(
     *,
     needs: tuple[str, ...] = ("task", "train_len"),
 ) -> Subject:
-    """The `Subject` of a run directory, a `Run` or a model.
+    """The `Subject` of a run directory, a `Run`, a model, or a Hugging Face GPT-2 (a model or
+    the folder ``save_pretrained`` wrote; `simcheck.model.huggingface`).
 
     ``task`` and ``train_len`` override a run's; a bare model needs those named in ``needs``
-    (`simcheck.model.subject.subject_of` does the rest).
+    (`simcheck.model.subject.subject_of` does the rest). A Hugging Face model's adapter comes
+    from its config, with the fields ``adapter`` sets on top.
     """
     task = as_task(task)
+    hf_folder = _is_path(subject) and is_hf_folder(Path(os.fsdecode(subject)))
+    if hf_folder or is_hf_model(subject):
+        model, declared = load_hf_model(os.fsdecode(subject) if hf_folder else subject)
+        source = os.fsdecode(subject) if hf_folder else _hf_source(subject)
+        return subject_of(
+            model, task, train_len, _merged(declared, adapter), device, needs=needs, source=source
+        )
     if _is_path(subject):
         subject = load_run(os.fsdecode(subject), task=task)
     if isinstance(subject, Run):
@@ -53,6 +64,26 @@ def resolve(
             run=run,
         )
     return subject_of(subject, task, train_len, adapter, device, needs=needs)
+
+
+def _hf_source(model: Any) -> str:
+    """Where a Hugging Face model came from: the folder ``from_pretrained`` read, as
+    ``transformers`` records it, else a generic name."""
+    return str(getattr(model, "name_or_path", "") or "huggingface model")
+
+
+def _merged(declared: ModelAdapter, given: ModelAdapter | None) -> ModelAdapter:
+    """``declared`` (a model's own adapter) with every field ``given`` sets (not at its
+    default) on top: what the user says wins."""
+    if given is None:
+        return declared
+    defaults = ModelAdapter()
+    changes = {
+        f.name: getattr(given, f.name)
+        for f in dataclasses.fields(given)
+        if getattr(given, f.name) != getattr(defaults, f.name)
+    }
+    return dataclasses.replace(declared, **changes)
 
 
 def model_of(subject: Any) -> Any:

@@ -262,12 +262,22 @@ class Trainer:
         """The next training batch from the data stream, and the first row of the position
         table it reads (None without ``pos_offsets``)."""
         config = self.config
-        length = int(self.rng.integers(self.min_len, config.train_len + 1))
+        length = int(self.rng.integers(self.min_len, self.longest_length() + 1))
         batch = self.task.batch(config.batch_size, length, self.rng)
         offset = None
         if config.pos_offsets:
             offset = int(self.rng.integers(0, self.model.cfg.n_ctx - length + 1))
         return batch, offset
+
+    def longest_length(self) -> int:
+        """The longest length the coming step may draw: N, or under a ``curriculum`` a
+        length that grows linearly from the shortest to N over its share of the steps."""
+        config = self.config
+        ramp = config.curriculum * config.steps
+        if ramp < 1 or self.step + 1 >= ramp:
+            return config.train_len
+        grown = (config.train_len - self.min_len) * (self.step + 1) / ramp
+        return self.min_len + math.ceil(grown)
 
     def diverged(self, loss: float) -> TrainingDiverged:
         """The error for a non-finite loss at the coming step (the last good checkpoint is
