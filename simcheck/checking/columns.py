@@ -122,3 +122,8 @@ TABLE_COLUMNS = tuple(c for c in COLUMNS if c.label is not None)
 """The columns of `CheckReport.table` and of the HTML report."""
 SWEEP_COLUMNS = tuple(c for c in COLUMNS if c.key is not None)
 """The check's columns of the sweep table (``KEY@T``)."""
+
+
+def table_row(result: LengthResult) -> dict[str, Any]:
+    """One row of `CheckReport.table`: `TABLE_COLUMNS` read off one length's result."""
+    return {column.label: column.value(result) for column in TABLE_COLUMNS}

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from simcheck.checking.columns import TABLE_COLUMNS
 from simcheck.checking.confidence import Interval
 from simcheck.checking.diagnosis import TERMS, Cause, Diagnosis, ProbeStat
 from simcheck.checking.effects import PatchRow, Repair
@@ -157,10 +156,6 @@ class LengthResult:
         """eps* over the task's floor: 1 means as simulatable as the task itself (below 1
         when the model-guided search beat the constructions); NaN when the floor is 0."""
         return self.eps_star / self.task_floor if self.task_floor > 0 else math.nan
-
-    def row(self) -> dict[str, Any]:
-        """One row of `CheckReport.table` (`simcheck.checking.columns.TABLE_COLUMNS`)."""
-        return {column.label: column.value(self) for column in TABLE_COLUMNS}
 
     def to_dict(self, delta: float) -> dict[str, Any]:
         methods: dict[str, int] = {}

@@ -26,6 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from simcheck._util.io import write_text
+from simcheck.checking.columns import table_row
 from simcheck.checking.forecast import Forecast, LengthRange
 from simcheck.checking.outcomes import FAILS_SHORT, NOT_SIMULATABLE, Outcome
 from simcheck.checking.results import LengthResult
@@ -210,7 +211,7 @@ class CheckReport:
     def table(self) -> pd.DataFrame:
         """One row per test length: outcome, inputs drawn, the uncovered fraction with its
         interval, the chain bound, eps*, the task floor, mean error terms."""
-        return pd.DataFrame([r.row() for r in self.results]).set_index("T")
+        return pd.DataFrame([table_row(r) for r in self.results]).set_index("T")
 
     def probe_table(self) -> pd.DataFrame:
         """Median normalised discrepancy per probe and head (rows) and test length (columns)."""
