@@ -446,6 +446,10 @@ def write_report(root: Path, command: str) -> None:
         f"bins of {EVAL_SAMPLES} sequences; check at T = {TEST_LEN} (see the pre-registration "
         "in examples/classic_suite.py).",
         "",
+        "The tasks this model size does not learn at N are trained with a recipe per task at "
+        "N = 20 (bins 1-20, 21-40, 41-60) in `examples/learned_suite.py`: results in "
+        "`examples/results/learned_suite.md`.",
+        "",
         "## Summary",
         "",
         *summary_lines(frame, "dev"),

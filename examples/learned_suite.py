@@ -58,6 +58,13 @@ prediction agrees with *generalizes* on >= 90% of the models learned at N; every
 disagreement listed with its numbers; each learned model that fails beyond N has a diagnosis
 that names the term, the state and a cause (confirmed or not), reported verbatim.
 
+**Retry with more steps** (added after the first four development models had finished, before
+any other): every task whose development ``ape`` model is not learned at N gets one more
+``ape`` model, seed 0, with 3x the steps of its recipe (the same size and schedule), up to
+four tasks in the order of the table. The retries are their own part (``retry``), summarised
+and tabled separately; a learned retry is judged by the same criteria. They answer whether an
+unlearned task is a limit of the budget.
+
 **Held-out part**: the development grid is seed 0 of every task with both encodings; the
 held-out grid is seed 1 of every task with ``ape``, run once at the end and reported
 separately. Formal languages (Tomita, Dyck) stay at the classic suite's N = 50 grid.
@@ -67,6 +74,7 @@ Usage
 
     python examples/learned_suite.py --part dev [--workers 2]
     python examples/learned_suite.py --part holdout
+    python examples/learned_suite.py --part retry       # after dev
     python examples/learned_suite.py --report        # only rewrite the tables
 
 Runs and per-model results are cached under ``--out`` (default ``runs/learned_suite``); the
@@ -140,7 +148,8 @@ class Model:
     @property
     def name(self) -> str:
         task = self.task.replace(":", "-").replace("=", "").replace(",", "-")
-        return f"{task}-{self.pos}-s{self.seed}"
+        retry = "-retry" if self.part == "retry" else ""
+        return f"{task}-{self.pos}-s{self.seed}{retry}"
 
     def train_options(self) -> dict[str, Any]:
         ape = self.pos == "ape"
@@ -153,15 +162,29 @@ class Model:
             "data_seed": self.seed,
             "train_len": TRAIN_LEN,
         }
+        if self.part == "retry":
+            options["steps"] *= RETRY_STEPS
         if ape:
             options["n_ctx"] = TEST_LEN
         return options
 
 
-def grid(part: str) -> list[Model]:
+RETRY_STEPS, RETRY_TASKS = 3, 4
+
+
+def grid(part: str, root: Path) -> list[Model]:
     if part == "dev":
         return [Model(part, spec, pos, 0) for spec in NAMES for pos in ("ape", "nope")]
-    return [Model(part, spec, "ape", 1) for spec in NAMES]
+    if part == "holdout":
+        return [Model(part, spec, "ape", 1) for spec in NAMES]
+    unlearned = []
+    for spec in NAMES:
+        cache = root / "results" / f"{Model('dev', spec, 'ape', 0).name}.json"
+        if not cache.is_file():
+            raise SystemExit(f"{cache} is missing: run --part dev first")
+        if not judge(json.loads(cache.read_text()))["learned"]:
+            unlearned.append(Model(part, spec, "ape", 0))
+    return unlearned[:RETRY_TASKS]
 
 
 # ---------------------------------------------------------------------- one model
@@ -212,7 +235,8 @@ def run_model(model: Model, root: Path) -> dict[str, Any]:
     result = {
         **asdict(model),
         "name": model.name,
-        "recipe": RECIPE_OF[model.task],
+        "recipe": RECIPE_OF[model.task]
+        + (f" x{RETRY_STEPS} steps" if model.part == "retry" else ""),
         "train_s": train_s,
         "check_s": check_s,
         "bins": bins,
@@ -345,7 +369,8 @@ def write_report(root: Path, command: str) -> None:
     if not results:
         raise SystemExit(f"no results under {root}: run a part first")
     order = {spec: i for i, spec in enumerate(NAMES)}
-    results.sort(key=lambda r: (r["part"] != "dev", order[r["task"]], r["pos"], r["seed"]))
+    parts = {"dev": 0, "holdout": 1, "retry": 2}
+    results.sort(key=lambda r: (parts[r["part"]], order[r["task"]], r["pos"], r["seed"]))
     frame = table(results)
     RESULTS.mkdir(exist_ok=True)
     write_text(RESULTS / f"{STEM}.csv", frame.to_csv(index=False))
@@ -369,13 +394,14 @@ def write_report(root: Path, command: str) -> None:
         "",
         *summary_lines(frame, "dev"),
         *summary_lines(frame, "holdout"),
+        *summary_lines(frame, "retry"),
         "",
         "Disagreements (the check against measured generalization):",
         "",
         *(disagreements(frame) or ["- none"]),
         "",
     ]
-    for part in ("dev", "holdout"):
+    for part in ("dev", "holdout", "retry"):
         sub = frame[frame.part == part]
         if sub.empty:
             continue
@@ -392,7 +418,7 @@ def write_report(root: Path, command: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("dev", "holdout"))
+    parser.add_argument("--part", choices=("dev", "holdout", "retry"))
     parser.add_argument("--report", action="store_true", help="only rewrite the tables")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/learned_suite")
@@ -401,9 +427,9 @@ def main(argv: list[str] | None = None) -> None:
     command = "python examples/learned_suite.py " + shlex.join(argv or sys.argv[1:])
     if not args.report:
         if args.part is None:
-            raise SystemExit("give --part dev or --part holdout (or --report)")
+            raise SystemExit("give --part dev, holdout or retry (or --report)")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        models = grid(args.part)
+        models = grid(args.part, root)
         cost = {"deep": 0, "copying": 1, "counting": 2}
         models.sort(key=lambda m: cost[RECIPE_OF[m.task]])  # long ones first: workers end together
         started = time.perf_counter()
