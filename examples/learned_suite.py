@@ -100,6 +100,7 @@ import torch
 import simcheck
 from simcheck._util.io import library_versions, source_revision, write_text
 from simcheck.api.roles import check_positions
+from simcheck.report.check_report import intervention_lines
 from simcheck.tasks import SequenceTask, TargetRole
 
 TRAIN_LEN = 20
@@ -197,8 +198,6 @@ def run_model(model: Model, root: Path) -> dict[str, Any]:
     if cache.is_file():
         return json.loads(cache.read_text())
     run_dir = root / "runs" / model.name
-    started = time.perf_counter()
-    train_s = None
     try:
         run = simcheck.load_run(run_dir)
         if not run.finished:
@@ -206,8 +205,9 @@ def run_model(model: Model, root: Path) -> dict[str, Any]:
     except simcheck.SimcheckError:
         simcheck.train(model.task, run_dir, overwrite=True, progress=False,
                        **model.train_options())  # fmt: skip
-        train_s = time.perf_counter() - started
         run = simcheck.load_run(run_dir)
+    last = (run_dir / "metrics.jsonl").read_text().splitlines()[-1]
+    train_s = json.loads(last)["seconds"]  # the training clock, also for a reused run
     bins = simcheck.evaluate(
         run, lengths=[TRAIN_LEN], samples=EVAL_SAMPLES, seed=EVAL_SEED, bins=BINS,
         progress=False, save=False,
@@ -231,6 +231,7 @@ def run_model(model: Model, root: Path) -> dict[str, Any]:
             "accuracy_n": measured[0]["accuracy"],
             "accuracy_t": measured[1]["accuracy"],
             "diagnosis": result.diagnosis.lines() if result.diagnosis is not None else [],
+            "interventions": intervention_lines(result),
         })  # fmt: skip
     result = {
         **asdict(model),
@@ -359,7 +360,8 @@ def diagnoses(results: list[dict[str, Any]]) -> list[str]:
                 f"- role {role['role']}: {role['outcome']}; accuracy {role['accuracy_n']:.3f} at "
                 f"N, {role['accuracy_t']:.3f} at T"
             )
-            lines += [f"      {line}" for line in role["diagnosis"]]
+            said = role["diagnosis"] + role.get("interventions", [])
+            lines += [f"      {line}" for line in said]
         lines.append("")
     return lines
 
