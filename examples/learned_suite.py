@@ -326,6 +326,28 @@ def summary_lines(frame: pd.DataFrame, part: str) -> list[str]:
     return lines
 
 
+def pattern_lines(frame: pd.DataFrame) -> list[str]:
+    """The published APE pattern task by task over seed 0: the development model, or its retry
+    where the development model was not learned at N."""
+    lines = []
+    counts = {"reproduced": 0, "contradicted": 0, "not learned at N": 0}
+    for spec, published in PUBLISHED.items():
+        if not published:
+            continue
+        rows = frame[(frame.spec == spec) & (frame.pos == "ape") & (frame.seed == 0)]
+        learned = rows[rows.learned]
+        row = (learned if not learned.empty else rows).iloc[0]
+        verdict = (
+            "not learned at N" if not row.learned
+            else "reproduced" if row.pattern == published else "contradicted"
+        )  # fmt: skip
+        counts[verdict] += 1
+        lines.append(f"  - {row.task}: published {published}; here {row.pattern} "
+                     f"({row.part}, {row.recipe}): {verdict}")  # fmt: skip
+    head = ", ".join(f"{n} {k}" for k, n in counts.items())
+    return [f"- published APE pattern, seed 0 (development model, else its retry): {head}", *lines]
+
+
 def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -397,6 +419,7 @@ def write_report(root: Path, command: str) -> None:
         *summary_lines(frame, "dev"),
         *summary_lines(frame, "holdout"),
         *summary_lines(frame, "retry"),
+        *pattern_lines(frame),
         "",
         "Disagreements (the check against measured generalization):",
         "",
