@@ -133,6 +133,48 @@ TASKS = (  # spec, name, recipe, published APE outcome (pattern rule above)
 NAMES = {spec: name for spec, name, _, _ in TASKS}
 RECIPE_OF = {spec: recipe for spec, _, recipe, _ in TASKS}
 PUBLISHED = {spec: published for spec, _, _, published in TASKS}
+NOTES = [
+    "Notes, written after reading the results (they explain; they change no criterion):",
+    "",
+    "- **Learned at N** is strict (token accuracy >= 0.99 and exact match >= 0.9): repeat "
+    "copy with NoPE misses it by a hair (token accuracy 0.98989, exact match 0.950) and "
+    "counts as not learned.",
+    "- **Agreement.** The check agrees with measured generalization on every model learned at "
+    "N: 9/9 development, 5/5 held out, 2/2 retries, and on all 31 models. Seven learned models "
+    "fail beyond N (repeat copy APE on both seeds, reverse APE on both seeds and NoPE, unique "
+    "copy and interleaved majority after the retry): the check says not-simulatable for each, "
+    "with the first output role certified where the measured first-role accuracy holds at T.",
+    "- **Published pattern, seed 0:** reproduced on 5 of 8 tasks (binary majority, majority, "
+    "sort generalize; repeat copy fails: 0.996 tokens and 0.980 exact match at N, exact match "
+    "0.000 in 41-60; interleaved majority, learned after the retry (0.993 / 0.983 at N), "
+    "degrades to exact match 0.867 and 0.753, as published 0.968 / 0.847). Parity and "
+    "addition are not learned at N by the 4 x 4 x 128 model, with 6000 steps or with 18000 (token "
+    "accuracy 0.72 and 0.85 at N after 754 s and 1005 s of training): the CPU limit, measured. "
+    "Unique copy contradicts the published outcome: with 18000 steps it is learned (0.999 / "
+    "0.994) and fails (0.470 tokens, 0.000 exact match in 41-60); the classic suite's smaller "
+    "model at N = 50 fails the same way (0.681 in 101-150). Huang et al.'s unique-copy model "
+    "is smaller (2 x 1 x 64) and trained at N = 50 on their own schedule; what separates "
+    "the two (steps, N = 20 here, width) was not tested here.",
+    "- **Diagnoses** (below): in all seven learned-and-failing models the term is the model "
+    "gap at every failing role (task gap at most 0.05 at the task-matched witnesses) and "
+    "attention dilution is observed "
+    "in several heads, but rescaling a named head's logits by log length removes at most 13% "
+    "of the long error (the other heads' rescalings at most 40%, all of them together at most "
+    "47%), below the 50% that confirms: no cause is confirmed, and the tool says so. The "
+    "interchange table localises the failure instead: the site whose patch from the witness "
+    "removes the most is in the last layer at every failing role (the MLP output, the "
+    "residual stream entering it or a head's output of L3; L1 heads in the two-layer "
+    "unique-copy model), removing 66-100% of the long error, except unique copy's last role "
+    "(33%). With random offsets every position row is trained, so the positional "
+    "cause does not apply. A reading not tested here: the last layer looks the source token "
+    "up at a distance (output position minus source position) that training lengths never "
+    "showed; simcheck does not yet name or repair such a cause.",
+    "- **Runs.** Development models trained and checked at b6a2c33 (the pre-registration), then "
+    "evaluated and checked again at 25402a6 to record the interventions' summary (bins and "
+    "outcomes identical on 18 of 18); retries, then the held-out part, at 25402a6, once each.",
+    "",
+]
+"""Notes on the results, written after reading them (they explain; they change no criterion)."""
 RESULTS = Path(__file__).resolve().parent / "results"
 STEM = "learned_suite"
 
@@ -405,7 +447,8 @@ def write_report(root: Path, command: str) -> None:
     lines = [
         "# The classic suite with models that learn at N",
         "",
-        "Commands: `python examples/learned_suite.py --part dev`, then `--part holdout` (2 "
+        "Commands: `python examples/learned_suite.py --part dev`, then `--part retry`, then "
+        "`--part holdout` (2 "
         f"workers, one thread each, on a 2-core CPU); this file written by `{command}`.",
         f"Source: {source_revision()}; versions: {json.dumps(library_versions())}",
         "",
@@ -425,6 +468,7 @@ def write_report(root: Path, command: str) -> None:
         "",
         *(disagreements(frame) or ["- none"]),
         "",
+        *NOTES,
     ]
     for part in ("dev", "holdout", "retry"):
         sub = frame[frame.part == part]
