@@ -124,6 +124,20 @@ def test_evaluate_takes_a_hf_folder(saved):
     assert rows[0]["length"] == N and 0 <= rows[0]["accuracy"] <= 1
 
 
+def test_cli_eval_takes_a_hf_folder_with_the_same_accuracy(saved, tmp_path):
+    """`simcheck eval --hf` reads the folder and measures what `evaluate` measures."""
+    out = tmp_path / "eval"
+    argv = ["eval", "--hf", str(saved), "--task", TASK, "--train-len", str(N),
+            "--lengths", str(N), "--samples", "16", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    row = json.loads((out / "eval.json").read_text())["rows"][0]
+    expected = simcheck.evaluate(
+        saved, task=TASK, train_len=N, lengths=[N], samples=16, progress=False, save=False
+    ).rows[0]
+    # the same inputs through the same forward, on one machine: the same number
+    assert (row["length"], row["accuracy"]) == (N, expected["accuracy"])
+
+
 # --------------------------------------------------------------------------- bad input
 
 
