@@ -357,7 +357,7 @@ def test_worst_case_climb_only_raises_errors_with_blocks_witnesses(random_modp):
         ({"train_len": 1000}, "not beyond the training length N=1000"),
         ({"train_len": 0}, "train_len must be >= 1"),
         ({"train_len": -2}, "train_len must be >= 1"),
-        ({"worst_case": -1}, "worst_case is a number of rounds"),
+        ({"worst_case": -1}, "worst_case must be >= 0"),
         ({"attention": "argmax"}, "unknown attention mode"),
         ({"class_metric": "kl"}, "class_metric must be one of decision, tv"),
         ({"epsilon": 0.1}, r"unknown settings \['epsilon'\]"),

@@ -311,6 +311,7 @@ def test_train_flags_reach_the_run_record(tmp_path):
         "--train-len": "8", "--min-len": "4", "--steps": "6", "--batch-size": "4",
         "--lr": "0.002", "--weight-decay": "0.01", "--warmup": "0.2", "--min-lr-ratio": "0.25",
         "--grad-clip": "0", "--data-seed": "2", "--log-every": "3", "--checkpoint-every": "3",
+        "--curriculum": "0.5",
     }  # fmt: skip
     argv = ["train", "--task", "modp:p=3", "--out", str(out), "--quiet"]
     assert main([*argv, *(x for item in {**model, **training}.items() for x in item)]) == 0

@@ -363,7 +363,7 @@ def test_up_to_checks_doublings_and_splits_the_confidence_over_them():
         CheckConfig(up_to=64, test_lengths=(64,))
     with pytest.raises(SimcheckError, match="below 2N"):
         CheckConfig(up_to=20).validate_for(1.0, "error", 12)
-    with pytest.raises(SimcheckError, match="up_to must be an integer"):
+    with pytest.raises(SimcheckError, match="up_to must be >= 2"):
         CheckConfig(up_to=1)
 
 

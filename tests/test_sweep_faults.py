@@ -153,7 +153,7 @@ def _toml(data: dict) -> str:
         ("check", "eps", -1, "eps must be positive"),
         ("check", "delta", 1, "delta must be in (0, 1)"),
         ("check", "witnesses", ["bogus"], "unknown witness method 'bogus'"),
-        ("check", "samples", 0, "need 1 <= samples"),
+        ("check", "samples", 0, "samples must be >= 1"),
         ("check", "eps", 1.5, "eps=1.5 is not below 1"),
         ("check", "eps", "0.1", "[check] eps = '0.1' should be int or float"),
         ("check", "samples", True, "[check] samples = True should be int"),

@@ -120,14 +120,23 @@ def field_flag(field: dataclasses.Field) -> str:
 
 
 def _range_rule(bounds: tuple[float | None, ...]) -> str:
-    """``> 0 and < 1``: a range as the error messages say it."""
+    """A range as the error messages say it: ``positive``, ``positive and finite``,
+    ``in (0, 1)``, ``in [0, 1]``, ``>= 1``."""
     above, at_least, below, at_most = bounds
-    parts = [
-        f"{sign} {value:g}"
-        for sign, value in ((">", above), (">=", at_least), ("<", below), ("<=", at_most))
-        if value is not None
-    ]
-    return " and ".join(parts)
+    if below == math.inf:  # an upper bound of inf only rules out inf itself
+        lower = "positive" if above == 0 else _one_sided(above, at_least)
+        return f"{lower} and finite"
+    low = ("(", above) if above is not None else ("[", at_least)
+    high = (")", below) if below is not None else ("]", at_most)
+    if low[1] is not None and high[1] is not None:
+        return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+    if low[1] is not None:
+        return "positive" if above == 0 else _one_sided(above, at_least)
+    return f"< {below:g}" if below is not None else f"<= {at_most:g}"
+
+
+def _one_sided(above: float | None, at_least: float | None) -> str:
+    return f"> {above:g}" if above is not None else f">= {at_least:g}"
 
 
 def check_field_values(instance: Any) -> None:
