@@ -471,7 +471,7 @@ def write_report(root: Path, command: str) -> None:
         "# The classic suite with models that learn at N",
         "",
         "Commands: `python examples/learned_suite.py --part dev`, then `--part retry`, then "
-        "`--part holdout` (2 "
+        "`--part holdout`, and the exploratory `--part ablation` (2 "
         f"workers, one thread each, on a 2-core CPU); this file written by `{command}`.",
         f"Source: {source_revision()}; versions: {json.dumps(library_versions())}",
         "",
