@@ -611,9 +611,10 @@ def bounds(
     adapter: ModelAdapter | None = None,
 ) -> Bounds:
     """The theory's numbers for a model, a `Run` or a resolved `Subject` (`simcheck.bounds`
-    also takes a run directory): Thm 4.1 for one layer, Thm 5.2 for two (with layer 0's gamma and L as well). ``n_star`` is a measured N* (see
-    `simcheck.sweeps.table.empirical_n_star`) shown beside the theoretical N. A model simcheck
-    did not build needs periodic or no positions, declared by ``adapter`` (`ModelAdapter`)."""
+    also takes a run directory): Thm 4.1 for one layer, Thm 5.2 for two (with layer 0's gamma
+    and L as well). ``n_star`` is a measured N* (see `simcheck.sweeps.table.empirical_n_star`)
+    shown beside the theoretical N. A model simcheck did not build needs periodic or no
+    positions, declared by ``adapter`` (`ModelAdapter`)."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
         raise SimcheckError(f"bits (the precision p) must be an integer >= 1, got {bits!r}")
     subject = _subject(run_or_model, adapter)
